@@ -1,0 +1,39 @@
+"""textcoder: code texts with chat models, with a probability for every category."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._exceptions import (
+    BackendError,
+    CodebookError,
+    DataError,
+    ModelError,
+    RequestError,
+    TextcoderError,
+    UsageError,
+)
+from .codebook import Category, Codebook, Example, Variable
+from .coder import Coder
+from .prompt import build_messages
+from .results import CodeResult
+from .scoring import VariableResult
+
+__all__ = [
+    "BackendError",
+    "Category",
+    "CodeResult",
+    "Codebook",
+    "CodebookError",
+    "Coder",
+    "DataError",
+    "Example",
+    "ModelError",
+    "RequestError",
+    "TextcoderError",
+    "UsageError",
+    "Variable",
+    "VariableResult",
+    "__version__",
+    "build_messages",
+]

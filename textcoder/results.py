@@ -1,0 +1,102 @@
+"""A coded text (one result per variable) and its flattening into output-table columns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .codebook import Codebook, Variable
+from .scoring.result import VariableResult
+
+
+@dataclass(frozen=True)
+class CodeResult(Mapping[str, VariableResult]):
+    """The codes for one text: a mapping of variable name to its `VariableResult`.
+
+    For a one-variable codebook, `label`, `probs`, `raw` and `other` read that variable.
+    """
+
+    variables: dict[str, VariableResult]
+
+    def __getitem__(self, name: str) -> VariableResult:
+        return self.variables[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.variables)
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def _only(self) -> VariableResult:
+        if len(self.variables) != 1:
+            names = ", ".join(self.variables)
+            raise AttributeError(f"the codebook has several variables ({names}); use result[name]")
+        return next(iter(self.variables.values()))
+
+    @property
+    def label(self) -> str:
+        return self._only().label
+
+    @property
+    def probs(self) -> dict[str, float]:
+        return self._only().probs
+
+    @property
+    def other(self) -> float:
+        return self._only().other
+
+    @property
+    def raw(self) -> str:
+        return self._only().raw
+
+    @property
+    def error(self) -> str | None:
+        return self._only().error
+
+
+def column_slug(label: str) -> str:
+    """A category label as it appears in a column name: spaces and punctuation become `_`."""
+    return re.sub(r"[^\w]+", "_", label.strip()).strip("_") or "blank"
+
+
+def variable_columns(variable: Variable) -> list[str]:
+    """The output columns for one variable, in order."""
+    v = variable.name
+    return [
+        v,
+        *(f"{v}_p_{column_slug(lab)}" for lab in variable.labels),
+        f"{v}_p_other",
+        f"{v}_confidence",
+        f"{v}_entropy",
+        f"{v}_raw",
+        f"{v}_error",
+    ]
+
+
+def result_row(codebook: Codebook, result: CodeResult) -> dict[str, Any]:
+    """One output row's coded columns."""
+    row: dict[str, Any] = {}
+    for var in codebook.variables:
+        r = result[var.name]
+        v = var.name
+        row[v] = r.label
+        for lab in var.labels:
+            row[f"{v}_p_{column_slug(lab)}"] = r.probs.get(lab, 0.0)
+        row[f"{v}_p_other"] = r.other
+        row[f"{v}_confidence"] = r.confidence
+        row[f"{v}_entropy"] = r.entropy
+        row[f"{v}_raw"] = r.raw
+        row[f"{v}_error"] = r.error or ""
+    return row
+
+
+def result_columns(codebook: Codebook, results: Sequence[CodeResult]) -> dict[str, list[Any]]:
+    """The coded columns for many results, column by column."""
+    names = [c for var in codebook.variables for c in variable_columns(var)]
+    cols: dict[str, list[Any]] = {n: [] for n in names}
+    for res in results:
+        for k, val in result_row(codebook, res).items():
+            cols[k].append(val)
+    return cols

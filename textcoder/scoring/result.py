@@ -1,0 +1,45 @@
+"""The coded value of one variable for one text: label, probabilities, raw answer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class VariableResult:
+    """One variable's code for one text.
+
+    `probs` has one entry per category (codebook order); `other` is the mass on answers
+    that name no category, so `sum(probs.values()) + other == 1`.
+    """
+
+    label: str
+    probs: dict[str, float]
+    other: float = 0.0
+    raw: str = ""
+    error: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> float:
+        """The largest category probability."""
+        return max(self.probs.values(), default=0.0)
+
+    @property
+    def entropy(self) -> float:
+        """Shannon entropy of the distribution (categories and `other`), in nats."""
+        ps = [*self.probs.values(), self.other]
+        return -sum(p * math.log(p) for p in ps if p > 0)
+
+
+def normalise(probs: dict[str, float], other: float) -> tuple[dict[str, float], float]:
+    """Clip negatives and rescale so the categories and `other` sum to exactly 1."""
+    clipped = {k: max(0.0, v) for k, v in probs.items()}
+    other = max(0.0, other)
+    total = sum(clipped.values()) + other
+    if total <= 0:
+        return {k: 0.0 for k in clipped}, 1.0
+    return {k: v / total for k, v in clipped.items()}, other / total
