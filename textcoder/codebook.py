@@ -147,10 +147,7 @@ class Codebook(BaseModel):
                 var = self.variable(var_name) if var_name in names else None
                 if var is None:
                     raise _at(f"examples.{i}.codes.{var_name}", "is not a variable of the codebook")
-                if var.multi:
-                    parts = [p.strip() for p in code.split(";") if p.strip()]
-                else:
-                    parts = [code]
+                parts = [p.strip() for p in code.split(";") if p.strip()] if var.multi else [code]
                 for part in parts:
                     if var.find(part) is None:
                         raise _at(
