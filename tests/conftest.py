@@ -1,0 +1,25 @@
+"""Shared fixtures: the embedded model loaded once per session, the example codebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from textcoder import Codebook
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def local_backend():  # type: ignore[no-untyped-def]
+    """The embedded SmolLM2 model, loaded once for every test that needs it."""
+    from textcoder.backends.local import LocalBackend
+
+    return LocalBackend()
+
+
+@pytest.fixture(scope="session")
+def sentiment_book() -> Codebook:
+    return Codebook.from_yaml(EXAMPLES / "sentiment.yaml")
