@@ -6,6 +6,7 @@ Loaded from YAML; every loading error names the file, the line and the field.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +53,7 @@ class Variable(BaseModel):
     def _categories(cls, v: Any) -> Any:
         if not isinstance(v, list):
             raise ValueError("categories must be a list")
-        return [{"label": c} if isinstance(c, str | int | float) else c for c in v]
+        return [{"label": str(c)} if isinstance(c, str | int | float) else c for c in v]
 
     @model_validator(mode="after")
     def _check(self) -> Variable:
@@ -181,8 +182,8 @@ class Codebook(BaseModel):
     def from_yaml_text(cls, text: str, source: str = "<codebook>") -> Codebook:
         """Load a codebook from YAML text; `source` names it in errors."""
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=_Loader)
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark is not None else ""
@@ -206,6 +207,20 @@ class Codebook(BaseModel):
             raise CodebookError(_describe(exc, None, "<codebook>", data)) from None
         digest = hashlib.sha256(repr(sorted(data.items(), key=str)).encode()).hexdigest()
         return book.model_copy(update={"sha256": digest})
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as researchers write it: `yes`/`no`/`on`/`off` stay strings (labels), not booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(
+        0, ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
+    )
 
 
 def _at(path: str, msg: str) -> ValueError:
@@ -252,7 +267,7 @@ def _yaml_path(loc: list[Any], data: Any) -> list[Any]:
         rest = loc[2:]
         if rest[:1] in (["categories"], ["scale"], ["multi"]):
             return rest
-        return ["variable"] if rest[:1] == ["name"] else []
+        return ["variable"] if rest[:1] == ["name"] else ["categories"]
     # `categories: [positive]` becomes {label: positive}; point at the list item, not `.label`
     out: list[Any] = []
     cur = data

@@ -1,0 +1,73 @@
+"""The embedded model end to end: mechanics only (shapes, sums, determinism), never accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from textcoder import Codebook, Coder
+from textcoder.backends.base import CompletionParams
+from textcoder.models import list_models, resolve_model
+
+TEXTS = ["I loved the new Batman movie!", "The bus leaves at 9.", "Worst service ever."]
+
+
+def test_embedded_model_is_found_without_network() -> None:
+    model = resolve_model(None)
+    assert model.name == "smollm2" and model.path.is_file() and model.path.suffix == ".gguf"
+    assert any(m.name == "smollm2" for m in list_models())
+    assert resolve_model(str(model.path)).path == model.path
+
+
+@pytest.mark.parametrize("scoring", ["logprobs", "text"])
+def test_code_frame_on_embedded_model(
+    local_backend, sentiment_book: Codebook, scoring: str
+) -> None:  # type: ignore[no-untyped-def]
+    coder = Coder(sentiment_book, backend=local_backend, scoring=scoring)
+    df = pd.DataFrame({"id": [10, 11, 12, 13], "text": [*TEXTS, "   "]})
+    out = coder.code_frame(df, progress=False)
+    assert list(out.columns[:2]) == ["id", "text"]
+    labels = sentiment_book.variables[0].labels
+    pcols = [f"sentiment_p_{lab}" for lab in labels] + ["sentiment_p_other"]
+    for col in ["sentiment", *pcols, "sentiment_raw", "sentiment_confidence", "sentiment_entropy"]:
+        assert col in out.columns
+    sums = out[pcols].sum(axis=1)
+    assert ((sums - 1).abs() < 1e-6).all()
+    assert set(out["sentiment"]) <= {*labels, "invalid"}
+    # the empty text: coded invalid, nothing sent, other rows still coded
+    assert out.loc[3, "sentiment"] == "invalid" and out.loc[3, "sentiment_p_other"] == 1.0
+    assert "empty" in out.loc[3, "sentiment_error"]
+    assert (out.loc[:2, "sentiment_error"] == "").all()
+    assert coder.last_stats is not None and coder.last_stats.requests == 3
+
+
+def test_same_text_same_answer(local_backend, sentiment_book: Codebook) -> None:  # type: ignore[no-untyped-def]
+    coder = Coder(sentiment_book, backend=local_backend, scoring="logprobs")
+    a = coder.code(TEXTS[0])
+    coder.code(TEXTS[1])  # a different text in between must not leak through the KV cache
+    b = coder.code(TEXTS[0])
+    assert a.raw == b.raw
+    assert a.probs == pytest.approx(b.probs, abs=1e-5)
+
+
+def test_logprobs_are_a_distribution(local_backend) -> None:  # type: ignore[no-untyped-def]
+    messages = [{"role": "user", "content": "Say yes."}]
+    c = local_backend.complete_sync(messages, CompletionParams(max_tokens=4, top_logprobs=5))
+    assert 1 <= len(c.tokens) <= 4 and c.completion_tokens == len(c.tokens)
+    for tok in c.tokens:
+        assert len(tok.top) == 5
+        lps = [lp for _, lp in tok.top]
+        assert lps == sorted(lps, reverse=True)
+        assert sum(math.exp(lp) for lp in lps) <= 1 + 1e-6
+        assert tok.logprob == pytest.approx(lps[0])  # greedy: the chosen token is the top one
+    assert c.prompt_tokens > 0 and c.finish_reason in ("stop", "length")
+
+
+def test_overlong_text_fails_alone(local_backend, sentiment_book: Codebook) -> None:  # type: ignore[no-untyped-def]
+    coder = Coder(sentiment_book, backend=local_backend, scoring="text")
+    huge = "word " * (local_backend.engine.n_ctx + 10)
+    results = coder.code_texts([huge, TEXTS[1]], progress=False)
+    assert results[0].error and "context" in results[0].error
+    assert results[1].error is None and results[1].label
