@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class LocalEngine:
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self.llm._model.token_get_text(token)  # type: ignore[no-any-return]
+        return str(self.llm._model.token_get_text(token))
 
     @property
     def n_ctx(self) -> int:
@@ -94,7 +94,7 @@ class LocalEngine:
 
     def render(self, messages: Sequence[Message | dict[str, Any]]) -> str:
         """The prompt text the model's chat template makes of `messages`, ready for the answer."""
-        return str(self.formatter(messages=list(messages)).prompt)
+        return str(self.formatter(messages=cast(Any, list(messages))).prompt)
 
     def tokenize(self, text: str, *, bos: bool | None = None) -> list[int]:
         """Token ids of `text`; special tokens in it (`<|im_start|>`) are parsed as such."""
