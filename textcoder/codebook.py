@@ -105,6 +105,7 @@ class Codebook(BaseModel):
     variables: tuple[Variable, ...] = Field(min_length=1)
     examples: tuple[Example, ...] = ()
     template: str = DEFAULT_TEMPLATE
+    mode: Literal["per-variable", "joint"] = "per-variable"
     path: str | None = Field(default=None, exclude=True)
     sha256: str | None = Field(default=None, exclude=True)
 

@@ -58,3 +58,84 @@ def build_messages(
         *prefix_messages(codebook, variable),
         {"role": "user", "content": codebook.render(text)},
     ]
+
+
+YES, NO = "yes", "no"
+
+
+def multi_label_system(codebook: Codebook, variable: Variable, label: str) -> str:
+    """The system message for one category of a multi-label variable: a yes/no question."""
+    cat = next(c for c in variable.categories if c.label == label)
+    parts = [codebook.instructions.strip()]
+    if variable.instructions:
+        parts.append(variable.instructions.strip())
+    about = f"'{cat.label}'" + (f" ({cat.description.strip()})" if cat.description else "")
+    parts.append(f"Question: does the text belong to the category {about}?")
+    parts.append("Answer with yes or no only, and nothing else.")
+    return "\n\n".join(parts)
+
+
+def multi_label_messages(
+    codebook: Codebook, variable: Variable, label: str, text: str
+) -> list[Message]:
+    """One yes/no request for one category of a multi-label variable; examples answer it too."""
+    messages: list[Message] = [
+        {"role": "system", "content": multi_label_system(codebook, variable, label)}
+    ]
+    for ex in codebook.examples:
+        if variable.name not in ex.codes:
+            continue
+        given = {p.strip().lower() for p in ex.codes[variable.name].split(";") if p.strip()}
+        messages.append({"role": "user", "content": codebook.render(ex.text)})
+        messages.append({"role": "assistant", "content": YES if label.lower() in given else NO})
+    messages.append({"role": "user", "content": codebook.render(text)})
+    return messages
+
+
+def joint_schema(codebook: Codebook) -> dict[str, object]:
+    """The JSON schema of a joint answer: one enum field per variable (an array if multi)."""
+    props: dict[str, object] = {}
+    for var in codebook.variables:
+        enum = {"type": "string", "enum": var.labels}
+        props[var.name] = {"type": "array", "items": enum} if var.multi else enum
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [v.name for v in codebook.variables],
+        "additionalProperties": False,
+    }
+
+
+def joint_messages(codebook: Codebook, text: str) -> list[Message]:
+    """All variables in one request, answered as a JSON object (`mode: joint`)."""
+    import json
+
+    parts = [codebook.instructions.strip()]
+    for var in codebook.variables:
+        lines = [f"Variable {var.name}" + (" (one or more categories)" if var.multi else "") + ":"]
+        if var.instructions:
+            lines.append(var.instructions.strip())
+        for cat in var.categories:
+            lines.append(
+                f"- {cat.label}: {cat.description.strip()}" if cat.description else f"- {cat.label}"
+            )
+        parts.append("\n".join(lines))
+    keys = ", ".join(f'"{v.name}"' for v in codebook.variables)
+    parts.append(
+        f"Answer with a JSON object with the keys {keys}, each set to a category exactly as "
+        "written above (a list of categories for variables that take several), and nothing else."
+    )
+    messages: list[Message] = [{"role": "system", "content": "\n\n".join(parts)}]
+    for ex in codebook.examples:
+        if not all(v.name in ex.codes for v in codebook.variables):
+            continue
+        answer: dict[str, object] = {}
+        for var in codebook.variables:
+            code = ex.codes[var.name]
+            names = [p.strip() for p in code.split(";") if p.strip()] if var.multi else [code]
+            labels = [(var.find(n).label if var.find(n) else n) for n in names]  # type: ignore[union-attr]
+            answer[var.name] = labels if var.multi else labels[0]
+        messages.append({"role": "user", "content": codebook.render(ex.text)})
+        messages.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
+    messages.append({"role": "user", "content": codebook.render(text)})
+    return messages

@@ -43,3 +43,39 @@ def normalise(probs: dict[str, float], other: float) -> tuple[dict[str, float], 
     if total <= 0:
         return {k: 0.0 for k in clipped}, 1.0
     return {k: v / total for k, v in clipped.items()}, other / total
+
+
+def with_fallback(result: VariableResult) -> VariableResult:
+    """An `invalid` answer falls back to the most probable category where probabilities exist."""
+    if result.label != INVALID or result.error:
+        return result
+    best = max(result.probs, key=lambda k: result.probs[k], default=None)
+    if best is None or not result.probs[best] > 0:
+        return result
+    return VariableResult(
+        label=best,
+        probs=result.probs,
+        other=result.other,
+        raw=result.raw,
+        error=result.error,
+        extra={**result.extra, "fallback": True},
+    )
+
+
+def ordinal_summary(probs: dict[str, float], labels: list[str]) -> tuple[float, int]:
+    """Expected position (1-based) and median position of a distribution over ordered labels.
+
+    Both are taken over the categories only (renormalised without `other`).
+    """
+    ps = [max(0.0, probs.get(lab, 0.0)) for lab in labels]
+    total = sum(ps)
+    if not total > 0:
+        return float("nan"), 0
+    ps = [p / total for p in ps]
+    expected = sum((i + 1) * p for i, p in enumerate(ps))
+    cum = 0.0
+    for i, p in enumerate(ps):
+        cum += p
+        if cum >= 0.5 - 1e-12:
+            return expected, i + 1
+    return expected, len(ps)
