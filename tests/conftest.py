@@ -23,3 +23,12 @@ def local_backend():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def sentiment_book() -> Codebook:
     return Codebook.from_yaml(EXAMPLES / "sentiment.yaml")
+
+
+@pytest.fixture(scope="session")
+def serve_url():  # type: ignore[no-untyped-def]
+    """A real `textcoder serve` on 127.0.0.1 for the session (model ids smollm2 and gpt-4o)."""
+    from .servers import ServeProcess
+
+    with ServeProcess("--served-model-name", "smollm2", "--served-model-name", "gpt-4o") as s:
+        yield s.url

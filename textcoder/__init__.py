@@ -18,6 +18,7 @@ from .coder import Coder
 from .prompt import build_messages
 from .results import CodeResult
 from .scoring import VariableResult
+from .store import Store
 
 __all__ = [
     "BackendError",
@@ -30,6 +31,7 @@ __all__ = [
     "Example",
     "ModelError",
     "RequestError",
+    "Store",
     "TextcoderError",
     "UsageError",
     "Variable",

@@ -29,7 +29,25 @@ class ModelError(TextcoderError):
 
 
 class BackendError(TextcoderError):
-    """An engine or server that failed to answer."""
+    """An engine or server that failed to answer.
+
+    `status` is the HTTP status (None when there was none), `retry_after` the seconds the
+    server asked to wait, `transient` marks a timeout or a dropped connection: what the
+    runner needs to decide whether to retry.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.transient = transient
 
 
 class RequestError(BackendError):

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import __version__
+from . import calibration as cal
 from ._exceptions import DataError, UsageError
 from .backends import Backend, CompletionParams, make_backend
+from .backends.base import Capabilities
+from .backends.capabilities import probe_server
 from .codebook import Codebook
+from .progress import Progress
+from .ratelimit import RateLimiter
 from .results import CodeResult, result_columns
+from .retry import RetryPolicy
 from .runner import Runner, RunStats, run_sync
 from .scoring import METHODS
+from .scoring.exact import ContinuationScorer
+from .store import Store, default_store_path
+from .tables import CHUNK_ROWS, TableWriter, iter_table, table_columns
 
 
 class Coder:
@@ -34,54 +44,278 @@ class Coder:
         backend: str | Backend | None = None,
         concurrency: int | None = None,
         max_tokens: int = 10,
-        temperature: float = 0.0,
+        temperature: float | None = None,
         seed: int | None = 0,
+        n: int = 5,
+        threshold: float = 0.5,
         timeout: float = 60.0,
+        calibrate: str = "none",
+        store: str | Path | None = None,
+        fresh: bool = False,
+        max_retries: int = 6,
+        rpm: float | None = None,
+        tpm: float | None = None,
     ) -> None:
         self.codebook = Codebook.from_yaml(codebook) if isinstance(codebook, str) else codebook
         if isinstance(backend, Backend):
             self.backend = backend
         else:
-            self.backend = make_backend(model, base_url, api_key, backend, timeout=timeout)
-        self.scoring = scoring or self.backend.default_scoring
+            # textcoder retries (with Retry-After, counted, stored), so the client must not
+            self.backend = make_backend(
+                model, base_url, api_key, backend, timeout=timeout, max_retries=0
+            )
+        run_sync(self.backend.start)
+        #: what the engine honours: probed once on HTTP backends (see backends/capabilities.py)
+        self.capabilities = self._probe(scoring)
+        self.scoring = scoring or (
+            self.capabilities.default_scoring()
+            if self.backend.name == "openai"
+            else self.backend.default_scoring
+        )
+        self.notes: list[str] = []
+        if self.codebook.mode == "joint" and not self.capabilities.json_schema:
+            self.notes.append(
+                f"the {self.backend.name} backend does not honour json_schema: "
+                "each variable is coded in its own request instead of `mode: joint`"
+            )
         if self.scoring not in METHODS:
             raise UsageError(f"unknown scoring {self.scoring!r}; one of {', '.join(METHODS)}")
+        if self.scoring == "exact" and not isinstance(self.backend, ContinuationScorer):
+            raise UsageError(
+                f"scoring 'exact' needs the local engine (--backend local); the "
+                f"{self.backend.name!r} backend can use --scoring logprobs or text"
+            )
         self.concurrency = concurrency or self.backend.default_concurrency
+        sampling = self.scoring == "sample"
+        if n < 1:
+            raise UsageError(f"n must be at least 1, not {n}")
         self.params = CompletionParams(
             max_tokens=max_tokens,
-            temperature=temperature,
+            temperature=temperature if temperature is not None else (1.0 if sampling else 0.0),
             logprobs=self.scoring == "logprobs",
             seed=seed,
+            n=n if sampling else 1,
         )
+        self.threshold = threshold
         self.last_stats: RunStats | None = None
+        self.store_path = Path(store) if store is not None else None
+        self._store: Store | None = None
+        self.fresh = fresh
+        self.retry = RetryPolicy(max_retries=max(0, max_retries))
+        self.rpm, self.tpm = rpm, tpm
+        if calibrate not in cal.METHODS:
+            raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
+        self.calibrate = calibrate
+        self.last_calibration: dict[str, Any] | None = None
 
-    def _runner(self) -> Runner:
-        return Runner(self.codebook, self.backend, self.scoring, self.params, self.concurrency)
+    def _open_store(self, path: Path | None = None) -> Store | None:
+        """The store at `path` (or the coder's `store`), opened once; None: in memory per run."""
+        path = path or self.store_path
+        if path is None:
+            return None
+        if self._store is None or Path(self._store.path) != path:
+            if self._store is not None:
+                self._store.close()
+            self._store = Store(path)
+        return self._store
+
+    def _runner(self, store: Store | None = None) -> Runner:
+        return Runner(
+            self.codebook,
+            self.backend,
+            self.scoring,
+            self.params,
+            self.concurrency,
+            store=store or self._open_store(),
+            fresh=self.fresh,
+            retry=self.retry,
+            limiter=RateLimiter(self.rpm, self.tpm),
+            threshold=self.threshold,
+            split_n=not self.capabilities.n,
+            joint=self.codebook.mode == "joint" and bool(self.capabilities.json_schema),
+        )
+
+    def _probe(self, scoring: str | None) -> Capabilities:
+        """Ask an HTTP server once what it honours; the local engine's abilities are known."""
+        if self.backend.name != "openai":
+            return self.backend.capabilities()
+        joint = self.codebook.mode == "joint"
+        if scoring not in (None, "sample") and not joint:
+            return Capabilities(logprobs=True, top_logprobs=True, n=True)  # assumed, not probed
+        return run_sync(lambda: probe_server(self.backend, json_schema=joint))
 
     def code(self, text: str) -> CodeResult:
         """Code one text: every variable's label, probabilities and raw answer."""
         runner = self._runner()
-        return run_sync(lambda: runner.code_text(text))
+        try:
+            return run_sync(lambda: runner.code_text(text))
+        finally:
+            self.notes.extend(n for n in runner.notes if n not in self.notes)
 
-    def code_texts(self, texts: Sequence[str], progress: bool = True) -> list[CodeResult]:
-        """Code many texts; results in input order."""
+    def code_texts(
+        self, texts: Sequence[str], progress: bool = True, ids: Sequence[object] | None = None
+    ) -> list[CodeResult]:
+        """Code many texts; results in input order. With a `store`, `ids` name the rows there
+        (default: the row numbers) and a rerun sends only what the store lacks."""
         runner = self._runner()
-        results = run_sync(lambda: runner.run(list(texts), progress=progress))
-        self.last_stats = runner.stats
+        idlist = [str(i) for i in ids] if ids is not None else None
+        try:
+            results = run_sync(lambda: runner.run(list(texts), progress=progress, ids=idlist))
+        finally:
+            self._finish(runner)
         return results
 
+    def _finish(self, runner: Runner) -> None:
+        """Keep a run's statistics and anything it had to say, for the manifest."""
+        self.last_stats = runner.stats
+        self.notes.extend(n for n in runner.notes if n not in self.notes)
+
     def code_frame(
-        self, df: pd.DataFrame, text_column: str = "text", progress: bool = True
+        self,
+        df: pd.DataFrame,
+        text_column: str = "text",
+        progress: bool = True,
+        gold: str | Sequence[str] | dict[str, str] | None = None,
+        id_column: str | None = None,
     ) -> pd.DataFrame:
-        """A copy of `df` with the coded columns appended (see the README for their names)."""
-        if text_column not in df.columns:
-            cols = ", ".join(map(str, df.columns))
-            raise DataError(f"no column {text_column!r} in the table (columns: {cols})")
+        """A copy of `df` with the coded columns appended (see the README for their names),
+        calibrated over all rows when the coder calibrates (`gold`: human codes for `fit`)."""
+        for col in (text_column, id_column):
+            if col is not None and col not in df.columns:
+                cols = ", ".join(map(str, df.columns))
+                raise DataError(f"no column {col!r} in the table (columns: {cols})")
         texts = ["" if _missing(t) else str(t) for t in df[text_column].tolist()]
-        results = self.code_texts(texts, progress=progress)
-        coded = pd.DataFrame(result_columns(self.codebook, results), index=df.index)
+        ids = df[id_column].tolist() if id_column is not None else None
+        results = self.code_texts(texts, progress=progress, ids=ids)
+        coded = pd.DataFrame(result_columns(self.codebook, results, self.scoring), index=df.index)
         clash = [c for c in coded.columns if c in df.columns]
-        return pd.concat([df.drop(columns=clash), coded], axis=1)
+        return self.calibrate_frame(pd.concat([df.drop(columns=clash), coded], axis=1), gold)
+
+    def calibrate_frame(
+        self, coded: pd.DataFrame, gold: str | Sequence[str] | dict[str, str] | None = None
+    ) -> pd.DataFrame:
+        """Calibrate a coded table over all its rows with this coder's method (see README)."""
+        if self.calibrate == "none":
+            return coded
+        content_free = None
+        if self.calibrate in cal.NEEDS_CONTENT_FREE:
+            runner = self._runner()
+            found = run_sync(lambda: runner.run(list(cal.CONTENT_FREE_INPUTS), progress=False))
+            content_free = {
+                v.name: [[r[v.name].probs[lab] for lab in v.labels] for r in found]
+                for v in self.codebook.variables
+            }
+        out, info = cal.calibrate_table(
+            coded,
+            self.codebook,
+            self.calibrate,
+            gold=cal.gold_columns(self.codebook, gold),
+            content_free=content_free,
+        )
+        if content_free is not None:
+            info["content_free_inputs"] = list(cal.CONTENT_FREE_INPUTS)
+        self.last_calibration = info
+        return out
+
+    def code_file(
+        self,
+        data: str | Path,
+        output: str | Path,
+        *,
+        text_column: str = "text",
+        id_column: str | None = None,
+        store: str | Path | None = None,
+        progress: str = "auto",
+        handle_signals: bool = False,
+        gold: str | Sequence[str] | dict[str, str] | None = None,
+        chunksize: int = CHUNK_ROWS,
+        warn: Callable[[str], None] | None = None,
+    ) -> RunStats:
+        """Code a table file into `output`, every answer kept in a store as it arrives.
+
+        The store (`store`, else the coder's, else `OUTPUT.textcoder.sqlite`) makes a rerun
+        resume: it sends only what the store lacks, then writes the whole output. The input is
+        read in chunks and the output written chunk by chunk in input order, so memory stays
+        flat however long the table (unless calibrating, which needs every row at once).
+        `progress`: `auto`, `bar`, `lines` or `off`. Raises `RunInterrupted` on SIGINT/SIGTERM
+        when `handle_signals`; nothing is written then, and the next run resumes.
+        """
+        total = self._scan(data, text_column, id_column, chunksize, warn)
+        path = Path(store) if store is not None else self.store_path or default_store_path(output)
+        runner = self._runner(self._open_store(path))
+        prog = Progress(total, runner.stats, mode=progress)
+        try:
+            run_sync(
+                lambda: runner.run_items(
+                    self._rows(data, text_column, id_column, chunksize), prog, handle_signals
+                )
+            )
+        finally:
+            self._finish(runner)
+        writer = TableWriter(output)
+        frames: list[pd.DataFrame] = []
+        try:
+            for chunk in iter_table(data, chunksize):
+                rows = list(_chunk_rows(chunk, text_column, id_column))
+                coded = pd.DataFrame(
+                    result_columns(self.codebook, runner.results_for(rows), self.scoring),
+                    index=chunk.index,
+                )
+                clash = [c for c in coded.columns if c in chunk.columns]
+                out = pd.concat([chunk.drop(columns=clash), coded], axis=1)
+                if self.calibrate == "none":
+                    writer.write(out)
+                else:
+                    frames.append(out)
+            if frames:
+                writer.write(self.calibrate_frame(pd.concat(frames), gold))
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return runner.stats
+
+    def _scan(
+        self,
+        data: str | Path,
+        text_column: str,
+        id_column: str | None,
+        chunksize: int,
+        warn: Callable[[str], None] | None,
+    ) -> int:
+        """Check the columns and ids before anything is sent; count rows, report empty texts."""
+        columns = table_columns(data)
+        for col, flag in ((text_column, "--text-column"), (id_column, "--id-column")):
+            if col is not None and col not in columns:
+                raise DataError(
+                    f"{data}: no column {col!r} (columns: {', '.join(columns)}); "
+                    f"choose one with {flag}"
+                )
+        seen: set[str] = set()
+        total = empty = 0
+        for row_id, text in self._rows(data, text_column, id_column, chunksize):
+            total += 1
+            if id_column is not None:
+                if row_id in seen:
+                    raise DataError(f"{data}: column {id_column!r} repeats the id {row_id!r}")
+                seen.add(row_id)
+            if not text.strip():
+                empty += 1
+                if warn is not None and empty <= 10:
+                    row = f"id {row_id!r}" if id_column is not None else f"row {row_id}"
+                    warn(f"{data}: {row}: empty text, coded 'invalid'")
+        if warn is not None and empty > 10:
+            warn(f"{data}: {empty} empty texts in all, coded 'invalid'")
+        return total
+
+    @staticmethod
+    def _rows(
+        data: str | Path, text_column: str, id_column: str | None, chunksize: int
+    ) -> Iterator[tuple[str, str]]:
+        """(row id, text) for every row, read chunk by chunk."""
+        cols = list(dict.fromkeys(c for c in (text_column, id_column) if c is not None))
+        for chunk in iter_table(data, chunksize, columns=cols):
+            yield from _chunk_rows(chunk, text_column, id_column)
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
         """What a run's manifest records: versions, codebook, engine, parameters, counts, times."""
@@ -101,14 +335,40 @@ class Coder:
             if len(fps) == 1
             else (fps or info.get("system_fingerprint")),
             "scoring": self.scoring,
-            "parameters": {**self.params.as_dict(), "concurrency": self.concurrency},
+            "mode": self.codebook.mode,
+            "capabilities": self.capabilities.as_dict(),
+            "notes": self.notes,
+            "parameters": {
+                **self.params.as_dict(),
+                "concurrency": self.concurrency,
+                "threshold": self.threshold,
+            },
             **extra,
             **stats.as_dict(),
+            "calibration": self.last_calibration or {"method": self.calibrate},
         }
 
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Release the engine's connections and the store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         run_sync(self.backend.aclose)
+
+
+def _chunk_rows(
+    chunk: pd.DataFrame, text_column: str, id_column: str | None
+) -> Iterator[tuple[str, str]]:
+    """(row id, text) pairs of one chunk; the row id is the id column's value, else the row
+    number counted from 1."""
+    texts = chunk[text_column].tolist()
+    ids = (
+        [str(i) for i in chunk[id_column].tolist()]
+        if id_column is not None
+        else [str(i + 1) for i in chunk.index]
+    )
+    for row_id, text in zip(ids, texts, strict=True):
+        yield row_id, "" if _missing(text) else str(text)
 
 
 def _missing(value: object) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .codebook import Codebook, Variable
-from .scoring.result import VariableResult
+from .scoring.result import VariableResult, ordinal_summary
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,26 @@ def column_slug(label: str) -> str:
     return re.sub(r"[^\w]+", "_", label.strip()).strip("_") or "blank"
 
 
-def variable_columns(variable: Variable) -> list[str]:
+def variable_columns(variable: Variable, scoring: str | None = None) -> list[str]:
     """The output columns for one variable, in order."""
     v = variable.name
-    return [
+    cols = [
         v,
         *(f"{v}_p_{column_slug(lab)}" for lab in variable.labels),
         f"{v}_p_other",
         f"{v}_confidence",
         f"{v}_entropy",
-        f"{v}_raw",
-        f"{v}_error",
     ]
+    if variable.scale == "ordinal" and not variable.multi:
+        cols += [f"{v}_expected", f"{v}_median"]
+    if scoring == "sample":
+        cols.append(f"{v}_n")
+    return [*cols, f"{v}_raw", f"{v}_fallback", f"{v}_error"]
 
 
-def result_row(codebook: Codebook, result: CodeResult) -> dict[str, Any]:
+def result_row(
+    codebook: Codebook, result: CodeResult, scoring: str | None = None
+) -> dict[str, Any]:
     """One output row's coded columns."""
     row: dict[str, Any] = {}
     for var in codebook.variables:
@@ -87,16 +92,25 @@ def result_row(codebook: Codebook, result: CodeResult) -> dict[str, Any]:
         row[f"{v}_p_other"] = r.other
         row[f"{v}_confidence"] = r.confidence
         row[f"{v}_entropy"] = r.entropy
+        if var.scale == "ordinal" and not var.multi:
+            expected, median = ordinal_summary(r.probs, var.labels)
+            row[f"{v}_expected"] = expected
+            row[f"{v}_median"] = median if median else None
+        if scoring == "sample":
+            row[f"{v}_n"] = r.extra.get("n")
         row[f"{v}_raw"] = r.raw
+        row[f"{v}_fallback"] = bool(r.extra.get("fallback", False))
         row[f"{v}_error"] = r.error or ""
     return row
 
 
-def result_columns(codebook: Codebook, results: Sequence[CodeResult]) -> dict[str, list[Any]]:
+def result_columns(
+    codebook: Codebook, results: Sequence[CodeResult], scoring: str | None = None
+) -> dict[str, list[Any]]:
     """The coded columns for many results, column by column."""
-    names = [c for var in codebook.variables for c in variable_columns(var)]
+    names = [c for var in codebook.variables for c in variable_columns(var, scoring)]
     cols: dict[str, list[Any]] = {n: [] for n in names}
     for res in results:
-        for k, val in result_row(codebook, res).items():
+        for k, val in result_row(codebook, res, scoring).items():
             cols[k].append(val)
     return cols

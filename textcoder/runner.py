@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import contextvars
+import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from ._exceptions import TextcoderError
-from .backends.base import Backend, CompletionParams
+from ._exceptions import RequestError, TextcoderError, UsageError
+from .backends.base import Backend, Completion, CompletionParams
 from .codebook import Codebook, Variable
-from .prompt import build_messages
+from .progress import Progress
+from .prompt import (
+    NO,
+    YES,
+    Message,
+    build_messages,
+    joint_messages,
+    joint_schema,
+    multi_label_messages,
+)
+from .ratelimit import RateLimiter, estimate_tokens
 from .results import CodeResult
+from .retry import RetryPolicy, with_retries
 from .scoring import INVALID, VariableResult, score_completion
+from .scoring.exact import ContinuationScorer, exact_result, variants_for
+from .scoring.joint import joint_result
+from .scoring.result import with_fallback
+from .scoring.sample import vote_shares
+from .store import Store, request_hash
 
 T = TypeVar("T")
 
+#: the yes/no scheme each category of a multi-label variable is asked as
+YES_NO = Variable.model_validate({"name": "answer", "categories": [YES, NO]})
+
 EMPTY_TEXT = "empty text: nothing to code"
+NOT_CODED = "not coded: the run stopped before this row's answer arrived"
+#: seconds that requests in flight may take to finish after SIGINT/SIGTERM before they are dropped
+STOP_GRACE = 5.0
+
+#: what the last answer in this task reported: (model, fingerprint, prompt and completion tokens)
+_usage: contextvars.ContextVar[tuple[str, str | None, int, int] | None] = contextvars.ContextVar(
+    "textcoder_usage", default=None
+)
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM stopped a run; every answer received before is in the store."""
+
+    def __init__(self, signame: str, stored: int) -> None:
+        super().__init__(f"{signame}: stopped with {stored} answers stored")
+        self.signame = signame
+        self.stored = stored
 
 
 @dataclass
@@ -29,6 +66,8 @@ class RunStats:
 
     rows: int = 0
     requests: int = 0
+    reused: int = 0
+    retries: int = 0
     failed: int = 0
     empty: int = 0
     prompt_tokens: int = 0
@@ -43,6 +82,8 @@ class RunStats:
         return {
             "rows": self.rows,
             "requests": self.requests,
+            "answers_reused": self.reused,
+            "retries": self.retries,
             "failed_rows": self.failed,
             "empty_texts": self.empty,
             "prompt_tokens": self.prompt_tokens,
@@ -85,6 +126,14 @@ class Runner:
         scoring: str,
         params: CompletionParams,
         concurrency: int = 1,
+        *,
+        store: Store | None = None,
+        fresh: bool = False,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        threshold: float = 0.5,
+        split_n: bool = False,
+        joint: bool = False,
     ) -> None:
         self.codebook = codebook
         self.backend = backend
@@ -92,16 +141,71 @@ class Runner:
         self.params = params
         self.concurrency = max(1, concurrency)
         self.stats = RunStats()
+        self.store = store if store is not None else Store(":memory:")
+        self.fresh = fresh
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.limiter = limiter if limiter is not None and limiter.active else None
+        self._key_base = {
+            "backend": backend.name,
+            "model": backend.model,
+            "parameters": params.as_dict(),
+            "scoring": scoring,
+            "mode": getattr(codebook, "mode", None),
+        }
+        self._var_specs = {v.name: v.model_dump(mode="json") for v in codebook.variables}
+        self.interrupted: str | None = None
+        #: multi-label: a category is chosen when its probability is at least this
+        self.threshold = threshold
+        #: `mode: joint` codebooks ask for all variables in one JSON answer while this holds
+        self.joint = joint
+        #: the backend ignores `n`: sample with n requests instead of one
+        self.split_n = split_n
+        self.notes: list[str] = []
+        self._progress: Progress | None = None
 
-    async def code_variable(self, text: str, variable: Variable) -> VariableResult:
-        """Code one variable of one text; a failure becomes the result's error, never a raise."""
-        if not text.strip():
-            return empty_result(variable)
+    def note(self, message: str) -> None:
+        """Say something once per run (on the progress line or stderr), and keep it for the manifest."""
+        if message in self.notes:
+            return
+        self.notes.append(message)
+        if self._progress is not None:
+            self._progress.note(f"textcoder: {message}")
+
+    def request_key(self, text: str, variable: Variable) -> str:
+        """The store key of one request: backend, model, messages, parameters, scoring."""
         messages = build_messages(self.codebook, text, variable)
-        try:
-            completion = await self.backend.complete(messages, self.params)
-        except TextcoderError as exc:
-            return failed_result(variable, str(exc))
+        return request_hash(
+            {**self._key_base, "variable": self._var_specs[variable.name], "messages": messages}
+        )
+
+    async def _send(
+        self, messages: Sequence[Message], params: CompletionParams | None = None
+    ) -> Completion:
+        """One request through the rate limits, retried as the policy allows."""
+        params = params or self.params
+        estimate = 0
+        if self.limiter is not None:
+            estimate = estimate_tokens(messages, params.max_tokens)
+            await self.limiter.acquire(estimate)
+
+        def count_retry(exc: BaseException, wait: float) -> None:
+            self.stats.retries += 1
+
+        completion = await with_retries(
+            lambda: self.backend.complete(messages, params), self.retry, count_retry
+        )
+        if self.limiter is not None:
+            self.limiter.correct(estimate, completion.prompt_tokens + completion.completion_tokens)
+        prev = _usage.get()
+        pt, ct = (prev[2], prev[3]) if prev is not None else (0, 0)
+        _usage.set(
+            (
+                completion.model,
+                completion.system_fingerprint,
+                pt + completion.prompt_tokens,
+                ct + completion.completion_tokens,
+            )
+        )
         self.stats.requests += 1
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
@@ -109,63 +213,259 @@ class Runner:
             self.stats.models.add(completion.model)
         if completion.system_fingerprint:
             self.stats.fingerprints.add(completion.system_fingerprint)
+        return completion
+
+    async def _answers(self, messages: Sequence[Message], params: CompletionParams) -> list[str]:
+        """`params.n` answers: one request where the backend honours `n`, else n requests."""
+        if params.n <= 1 or not self.split_n:
+            completion = await self._send(messages, params)
+            return list(completion.choices or (completion.text,))
+        out: list[str] = []
+        for i in range(params.n):
+            seed = None if params.seed is None else params.seed + i
+            one = await self._send(messages, replace(params, n=1, seed=seed))
+            out.append(one.text)
+        return out
+
+    async def code_variable(self, text: str, variable: Variable) -> VariableResult:
+        """Code one variable of one text; a failure becomes the result's error, never a raise."""
+        if not text.strip():
+            return empty_result(variable)
+        if variable.multi:
+            return await self._code_multi(text, variable)
+        messages = build_messages(self.codebook, text, variable)
+        return with_fallback(await self._score(messages, variable))
+
+    async def _score(self, messages: list[Message], variable: Variable) -> VariableResult:
+        """One variable's distribution from one prompt, by the run's scoring method."""
+        if self.scoring == "exact":
+            return await self._code_exact(messages, variable)
+        try:
+            if self.scoring == "sample":
+                return vote_shares(await self._answers(messages, self.params), variable)
+            completion = await self._send(messages)
+        except TextcoderError as exc:
+            return failed_result(variable, str(exc))
         return score_completion(completion, variable, self.scoring)
+
+    async def _code_multi(self, text: str, variable: Variable) -> VariableResult:
+        """A multi-label variable: one yes/no question per category, each its own probability."""
+        probs: dict[str, float] = {}
+        raws: list[str] = []
+        for label in variable.labels:
+            messages = multi_label_messages(self.codebook, variable, label, text)
+            r = await self._score(messages, YES_NO)
+            if r.error:
+                return failed_result(variable, f"{label}: {r.error}")
+            yes, no = r.probs[YES], r.probs[NO]
+            probs[label] = yes / (yes + no) if yes + no > 0 else 0.0
+            raws.append(f"{label}: {r.raw}")
+        chosen = [lab for lab in variable.labels if probs[lab] >= self.threshold]
+        return VariableResult(
+            label=";".join(chosen),
+            probs=probs,
+            other=0.0,
+            raw="; ".join(raws),
+            extra={"multi": True},
+        )
+
+    async def code_joint(self, text: str) -> dict[str, VariableResult]:
+        """Every variable in one request answered as JSON (`mode: joint`)."""
+        variables = self.codebook.variables
+        schema = {"name": "codes", "schema": joint_schema(self.codebook), "strict": True}
+        params = replace(
+            self.params,
+            logprobs=False,
+            max_tokens=max(self.params.max_tokens, 64 * len(variables)),
+            extra={
+                **self.params.extra,
+                "response_format": {"type": "json_schema", "json_schema": schema},
+            },
+        )
+        try:
+            answers = await self._answers(joint_messages(self.codebook, text), params)
+        except RequestError as exc:
+            self.joint = False
+            self.note(
+                f"the server refused a json_schema request ({exc}); coding each variable "
+                "in its own request instead"
+            )
+            return {v.name: await self.code_variable(text, v) for v in variables}
+        except TextcoderError as exc:
+            return {v.name: failed_result(v, str(exc)) for v in variables}
+        return {v.name: joint_result(answers, v) for v in variables}
+
+    async def _code_exact(self, messages: list[Message], variable: Variable) -> VariableResult:
+        """Scoring `exact`: every label variant scored after the prompt (its prefix cached)."""
+        if not isinstance(self.backend, ContinuationScorer):
+            raise UsageError(f"scoring 'exact' needs the local engine, not {self.backend.name!r}")
+        variants = variants_for(variable)
+        try:
+            scored = await self.backend.score_continuations(
+                messages, [v for _, v in variants], n_prefix=len(messages) - 1
+            )
+        except TextcoderError as exc:
+            return failed_result(variable, str(exc))
+        prev = _usage.get()
+        _usage.set((self.backend.model, None, (prev[2] if prev else 0) + scored.prompt_tokens, 0))
+        self.stats.requests += 1
+        self.stats.prompt_tokens += scored.prompt_tokens
+        self.stats.models.add(self.backend.model)
+        fingerprint = self.backend.describe().get("system_fingerprint")
+        if fingerprint:
+            self.stats.fingerprints.add(str(fingerprint))
+        return exact_result(variable, variants, scored.logprobs)
 
     async def code_text(self, text: str) -> CodeResult:
         """Code every variable of one text."""
+        if self.joint and text.strip():
+            return CodeResult(await self.code_joint(text))
         out = {v.name: await self.code_variable(text, v) for v in self.codebook.variables}
         return CodeResult(out)
+
+    async def code_row(self, row_id: str, text: str) -> bool:
+        """Code each variable of one row that the store lacks, storing each answer at once.
+
+        Returns whether any variable failed (its error is stored, so a rerun retries it).
+        """
+        failed = False
+        joint: dict[str, VariableResult] | None = None
+        for var in self.codebook.variables:
+            key = self.request_key(text, var)
+            if not self.fresh and self.store.has_ok(key, row_id):
+                self.stats.reused += 1
+                continue
+            _usage.set(None)
+            if self.joint and joint is None:
+                joint = await self.code_joint(text)
+            result = joint[var.name] if joint is not None else await self.code_variable(text, var)
+            usage = _usage.get()
+            model, fingerprint, pt, ct = usage if usage is not None else (None, None, 0, 0)
+            ok = result.error is None
+            # synchronous: no await between the answer and its commit, so a cancelled
+            # or killed run never leaves half an answer
+            self.store.put(
+                key,
+                row_id,
+                var.name,
+                result,
+                ok=ok,
+                model=model,
+                system_fingerprint=fingerprint,
+                prompt_tokens=pt,
+                completion_tokens=ct,
+            )
+            failed = failed or not ok
+        return failed
+
+    async def run_items(
+        self,
+        items: Iterable[tuple[str, str]],
+        progress: Progress | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        """Send every (row id, text) the store lacks, `concurrency` rows at a time.
+
+        `items` is consumed lazily, so a generator over a large file keeps memory flat.
+        With `handle_signals`, SIGINT/SIGTERM stop taking rows, give requests in flight
+        `STOP_GRACE` seconds (a second signal: none), then raise `RunInterrupted`.
+        """
+        started = time.perf_counter()
+        source: Iterator[tuple[str, str]] = iter(items)
+        prog = progress if progress is not None else Progress(None, self.stats, mode="off")
+        self._progress = prog
+
+        async def worker() -> None:
+            while self.interrupted is None:
+                item = next(source, None)  # never awaits, so workers can share the iterator
+                if item is None:
+                    return
+                row_id, text = item
+                if not text.strip():
+                    self.stats.empty += 1
+                elif await self.code_row(row_id, text):
+                    self.stats.failed += 1
+                self.stats.rows += 1
+                prog.tick()
+
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+
+        def cancel_all() -> None:
+            for t in tasks:
+                t.cancel()
+
+        def on_signal(name: str) -> None:
+            if self.interrupted is None:
+                self.interrupted = name
+                prog.note(f"{name}: finishing the requests in flight (again to stop at once)")
+                loop.call_later(STOP_GRACE, cancel_all)
+            else:
+                cancel_all()
+
+        installed: list[signal.Signals] = []
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, on_signal, sig.name)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass  # not the main thread, or no signals here: Ctrl-C still works
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            prog.close()
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.ended = _now()
+        if self.interrupted is not None:
+            raise RunInterrupted(self.interrupted, self.store.counts()["ok"])
+
+    def results_for(self, rows: Sequence[tuple[str, str]]) -> list[CodeResult]:
+        """The coded results of (row id, text) pairs, read from the store, in the given order."""
+        variables = self.codebook.variables
+        keys = [
+            [(self.request_key(text, v), row_id) for v in variables] if text.strip() else None
+            for row_id, text in rows
+        ]
+        found = self.store.get_many(k for ks in keys if ks for k in ks)
+        out: list[CodeResult] = []
+        for ks in keys:
+            if ks is None:
+                out.append(CodeResult({v.name: empty_result(v) for v in variables}))
+                continue
+            res: dict[str, VariableResult] = {}
+            for v, k in zip(variables, ks, strict=True):
+                stored = found.get(k)
+                res[v.name] = stored.result if stored is not None else failed_result(v, NOT_CODED)
+            out.append(CodeResult(res))
+        return out
 
     async def run(
         self,
         texts: Sequence[str],
-        on_result: Callable[[int, CodeResult], None] | None = None,
         progress: bool = True,
+        ids: Sequence[str] | None = None,
     ) -> list[CodeResult]:
-        """Code every text; results come back in input order whatever order answers arrive in."""
-        started = time.perf_counter()
-        results: list[CodeResult | None] = [None] * len(texts)
-        bar = _progress_bar(len(texts), progress)
-        queue: Iterable[tuple[int, str]] = iter(enumerate(texts))
-        lock = asyncio.Lock()
+        """Code every text; results come back in input order whatever order answers arrive in.
 
-        async def worker() -> None:
-            while True:
-                async with lock:
-                    item = next(queue, None)  # type: ignore[call-overload]
-                if item is None:
-                    return
-                i, text = item
-                res = await self.code_text(text)
-                results[i] = res
-                self.stats.rows += 1
-                if not text.strip():
-                    self.stats.empty += 1
-                elif any(r.error for r in res.values()):
-                    self.stats.failed += 1
-                if on_result is not None:
-                    on_result(i, res)
-                if bar is not None:
-                    bar.update(1)
-                    if self.stats.failed:
-                        bar.set_postfix(failed=self.stats.failed, refresh=False)
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(texts)) or 1)))
-        finally:
-            if bar is not None:
-                bar.close()
-            self.stats.seconds += time.perf_counter() - started
-            self.stats.ended = _now()
-        return [r for r in results if r is not None]
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="text", desc="coding", file=sys.stderr, dynamic_ncols=True)
+        `ids` name the rows in the store (default: the row numbers, from 1).
+        """
+        row_ids = (
+            [str(i) for i in ids] if ids is not None else [str(i + 1) for i in range(len(texts))]
+        )
+        rows = list(zip(row_ids, texts, strict=True))
+        prog = Progress(len(rows), self.stats, mode="auto" if progress else "off")
+        await self.run_items(rows, prog)
+        return self.results_for(rows)
 
 
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..prompt import Message
@@ -56,6 +56,25 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    #: every choice's text when `n` > 1 was asked (the first is `text`)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine honours: logprobs, top_logprobs, several choices (`n`), json_schema."""
+
+    logprobs: bool
+    top_logprobs: bool
+    n: bool
+    json_schema: bool | None = None  # None: not probed (only joint codebooks need it)
+
+    def default_scoring(self) -> str:
+        """`logprobs` where the engine gives top_logprobs, else `sample`."""
+        return "logprobs" if self.logprobs and self.top_logprobs else "sample"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Backend(ABC):
@@ -80,6 +99,13 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this engine."""
         return {"backend": self.name, "model": self.model}
+
+    def capabilities(self) -> Capabilities:
+        """What this engine honours, where it is known without asking (local engines)."""
+        return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=False)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Anything to settle before the first request (e.g. which model a server serves)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or memory; the default holds nothing."""

@@ -3,29 +3,13 @@ json_schema. Servers differ (see the Chat Completions reference); guessing wrong
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import openai
 
+from .base import Backend, Capabilities
+
 PROBE_MESSAGES = [{"role": "user", "content": "Is the sky blue? Answer yes or no."}]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a server did with a probe request."""
-
-    logprobs: bool
-    top_logprobs: bool
-    n: bool
-    json_schema: bool | None = None  # None: not probed (only joint codebooks need it)
-
-    def default_scoring(self) -> str:
-        """`logprobs` where the server gives top_logprobs, else `sample`."""
-        return "logprobs" if self.logprobs and self.top_logprobs else "sample"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 async def probe(client: openai.AsyncOpenAI, model: str, json_schema: bool = False) -> Capabilities:
@@ -77,3 +61,16 @@ async def _probe_json_schema(client: openai.AsyncOpenAI, base: dict[str, Any]) -
     except (json.JSONDecodeError, IndexError):
         return False
     return isinstance(data, dict) and data.get("answer") in ("yes", "no")
+
+
+async def probe_server(backend: Backend, json_schema: bool = False) -> Capabilities:
+    """Probe an OpenAI-compatible backend's server (see `probe`)."""
+    client = getattr(backend, "client", None)
+    if not isinstance(client, openai.AsyncOpenAI):
+        return backend.capabilities()
+    try:
+        return await probe(client, backend.model, json_schema=json_schema)
+    except openai.APIError as exc:
+        from .._exceptions import BackendError
+
+        raise BackendError(f"cannot probe {client.base_url}: {exc}") from exc

@@ -24,6 +24,7 @@ from .._exceptions import BackendError, ModelError, RequestError
 from ..models import LocalModel, resolve_model
 from ..prompt import Message
 from .base import Backend, Completion, CompletionParams, TokenLogprob
+from .llama_exact import ContinuationScores, ExactScorer
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class LocalBackend(Backend):
     """The embedded engine: a GGUF model run by llama.cpp in this process."""
 
     name = "local"
-    default_scoring = "logprobs"
+    default_scoring = "exact"
     default_concurrency = 1
 
     def __init__(
@@ -198,6 +199,7 @@ class LocalBackend(Backend):
     ) -> None:
         self.info = resolve_model(model)
         self.engine = LocalEngine(self.info, n_ctx=n_ctx, n_threads=n_threads)
+        self._exact: ExactScorer | None = None
 
     @property
     def model(self) -> str:
@@ -211,23 +213,55 @@ class LocalBackend(Backend):
             "model_source": self.info.source,
             "system_fingerprint": self.engine.fingerprint,
             "n_ctx": self.engine.n_ctx,
+            **({"exact": self._exact.stats.as_dict()} if self._exact is not None else {}),
         }
 
-    def complete_sync(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
-        """Answer one chat request in this thread."""
-        engine = self.engine
-        tokens = engine.tokenize(engine.render(messages))
+    def score_continuations_sync(
+        self, messages: Sequence[Message], continuations: Sequence[str], n_prefix: int
+    ) -> ContinuationScores:
+        """log P(continuation | prompt) for each continuation; `messages[:n_prefix]` is cached."""
         try:
-            gen = engine.generate(
-                tokens,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_logprobs=params.top_logprobs if params.logprobs else 0,
-                seed=params.seed,
-            )
+            return self.exact_scorer().score(messages, continuations, n_prefix)
         except (RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
-        text = b"".join(engine.piece(t) for t in gen.token_ids).decode("utf-8", errors="replace")
+
+    def exact_scorer(self) -> ExactScorer:
+        """The engine's prefix-caching scorer, made on first use (it adds llama.cpp sequences)."""
+        with self.engine.lock:
+            if self._exact is None:
+                self._exact = ExactScorer(self.engine)
+            return self._exact
+
+    async def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str], n_prefix: int
+    ) -> ContinuationScores:
+        return await asyncio.to_thread(
+            self.score_continuations_sync, messages, continuations, n_prefix
+        )
+
+    def complete_sync(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
+        """Answer one chat request in this thread (`n` choices: seeds seed, seed+1, ...)."""
+        engine = self.engine
+        tokens = engine.tokenize(engine.render(messages))
+        gens = []
+        for i in range(max(1, params.n)):
+            try:
+                gens.append(
+                    engine.generate(
+                        tokens,
+                        max_tokens=params.max_tokens,
+                        temperature=params.temperature,
+                        top_logprobs=params.top_logprobs if params.logprobs else 0,
+                        seed=None if params.seed is None else params.seed + i,
+                    )
+                )
+            except (RuntimeError, OSError) as exc:
+                raise BackendError(f"llama.cpp failed: {exc}") from exc
+        texts = tuple(
+            b"".join(engine.piece(t) for t in g.token_ids).decode("utf-8", errors="replace")
+            for g in gens
+        )
+        gen, text = gens[0], texts[0]
         toks: tuple[TokenLogprob, ...] = ()
         if params.logprobs:
             toks = tuple(
@@ -244,8 +278,9 @@ class LocalBackend(Backend):
             model=self.model,
             system_fingerprint=engine.fingerprint,
             prompt_tokens=gen.prompt_tokens,
-            completion_tokens=len(gen.token_ids),
+            completion_tokens=sum(len(g.token_ids) for g in gens),
             finish_reason=gen.finish_reason,
+            choices=texts,
         )
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import TextcoderError
-from . import code, models, prompt
+from . import code, estimate, evaluate, models, prompt, serve
 
-COMMANDS = [code, prompt, models]
+COMMANDS = [code, prompt, evaluate, estimate, models, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

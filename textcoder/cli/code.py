@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import DataError
+from .._exceptions import DataError, UsageError
+from ..calibration import METHODS as CALIBRATIONS
+from ..calibration import gold_codes, gold_columns
 from ..codebook import Codebook
 from ..coder import Coder
+from ..runner import RunInterrupted
 from ..scoring import METHODS
-from ..tables import check_output, default_output, read_table, write_table
+from ..store import default_store_path
+from ..tables import check_output, default_output, read_table
+from . import evaluate
 from .options import add_codebook_option, add_model_options
 
 
@@ -27,24 +32,64 @@ def register(sub: Any) -> None:
     p.add_argument("--scoring", choices=METHODS, help="how probabilities are read (see README)")
     p.add_argument("--concurrency", type=int, help="requests in flight (default: 1 local, 16 HTTP)")
     p.add_argument("--max-tokens", type=int, default=10, help="answer length limit (default 10)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature (default 0; 1.0 with --scoring sample)",
+    )
+    p.add_argument("--n", type=int, default=5, help="answers per text for --scoring sample (5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="multi-label variables: a category is chosen from this probability on (0.5)",
+    )
+    p.add_argument(
+        "--calibrate",
+        choices=CALIBRATIONS,
+        default="none",
+        help="correct the model's bias toward some labels, over all rows (see README)",
+    )
+    p.add_argument(
+        "--gold",
+        action="append",
+        metavar="COLUMN",
+        help="human codes: evaluated after coding, and fitted on by --calibrate fit "
+        "(VAR=COLUMN with several variables)",
+    )
+    p.add_argument(
+        "--store",
+        help="the SQLite file keeping every answer (default: OUTPUT.textcoder.sqlite)",
+    )
+    p.add_argument("--fresh", action="store_true", help="send every row again, ignoring the store")
+    p.add_argument(
+        "--max-retries", type=int, default=6, help="retries of a failed request (default 6)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for an answer (default 60)"
+    )
+    p.add_argument("--rpm", type=float, help="at most this many requests a minute")
+    p.add_argument("--tpm", type=float, help="at most this many tokens a minute (estimated)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     book = Codebook.from_yaml(args.codebook)
-    df = read_table(args.data)
-    for col, flag in ((args.text_column, "--text-column"), (args.id_column, "--id-column")):
-        if col is not None and col not in df.columns:
-            cols = ", ".join(map(str, df.columns))
-            raise DataError(
-                f"{args.data}: no column {col!r} (columns: {cols}); choose one with {flag}"
-            )
     out = Path(args.output) if args.output else default_output(args.data)
     check_output(args.data, out)
-    if args.id_column is not None and df[args.id_column].duplicated().any():
-        dup = df[args.id_column][df[args.id_column].duplicated()].iloc[0]
-        raise DataError(f"{args.data}: column {args.id_column!r} repeats the id {dup!r}")
+    store = Path(args.store) if args.store else default_store_path(out)
+    if args.calibrate == "fit" and not args.gold:
+        raise UsageError("--calibrate fit needs --gold COLUMN (the human codes to fit on)")
+    golds = gold_columns(book, args.gold)
+    df = read_table(args.data) if golds else None  # calibrating needs the whole table anyway
+    for var, col in golds.items():
+        assert df is not None
+        try:  # a bad column or code fails before anything is coded
+            gold_codes(df, col, book.variable(var))
+        except DataError as exc:
+            raise DataError(f"{args.data}: {exc}") from None
+    del df
     coder = Coder(
         book,
         model=args.model,
@@ -54,21 +99,44 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        n=args.n,
+        threshold=args.threshold,
+        calibrate=args.calibrate,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        fresh=args.fresh,
     )
-    texts = df[args.text_column]
-    ids = df[args.id_column] if args.id_column else None
-    for i, t in enumerate(texts):
-        if t is None or (isinstance(t, float) and t != t) or not str(t).strip():
-            row = f"id {ids.iloc[i]!r}" if ids is not None else f"row {i + 1}"
-            if not args.quiet:
-                print(
-                    f"textcoder: {args.data}: {row}: empty text, coded 'invalid'", file=sys.stderr
-                )
+
+    def warn(message: str) -> None:
+        if not args.quiet:
+            print(f"textcoder: {message}", file=sys.stderr)
+
+    for note in coder.notes:
+        warn(note)
     try:
-        coded = coder.code_frame(df, args.text_column, progress=not args.quiet)
+        coder.code_file(
+            args.data,
+            out,
+            text_column=args.text_column,
+            id_column=args.id_column,
+            store=store,
+            progress="off" if args.quiet else "auto",
+            handle_signals=True,
+            gold=args.gold,
+            warn=warn,
+        )
+    except RunInterrupted as exc:
+        print(
+            f"textcoder: stopped by {exc.signame}; {exc.stored} answers are kept in {store}. "
+            "Run the same command again to resume: only what is missing will be sent.",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         coder.close()
-    write_table(coded, out)
     manifest = coder.manifest(
         input={
             "path": str(args.data),
@@ -76,16 +144,25 @@ def run(args: argparse.Namespace) -> int:
             "id_column": args.id_column,
         },
         output=str(out),
+        store=str(store),
     )
     manifest_path = out.with_name(out.name + ".manifest.json")
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     stats = coder.last_stats
     failed = stats.failed if stats else 0
-    if not args.quiet:
-        secs = stats.seconds if stats else 0.0
+    if not args.quiet and stats is not None:
+        reused = f", {stats.reused} answers from the store" if stats.reused else ""
         print(
-            f"textcoder: coded {len(df)} rows in {secs:.1f}s -> {out} (+ {manifest_path.name})"
-            + (f"; {failed} rows failed (see the *_error columns)" if failed else ""),
+            f"textcoder: coded {stats.rows} rows in {stats.seconds:.1f}s "
+            f"({stats.requests} requests{reused}) -> {out} (+ {manifest_path.name})",
+            file=sys.stderr,
+        )
+    if golds:  # evaluate against the human codes right after coding
+        evaluate.after_code(out, golds, book, quiet=args.quiet)
+    if failed:
+        print(
+            f"textcoder: {failed} rows failed (see the *_error columns); run the same command "
+            f"again to retry only those (answers are kept in {store})",
             file=sys.stderr,
         )
     return 1 if failed else 0

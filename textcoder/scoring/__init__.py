@@ -8,7 +8,7 @@ from .logprobs import category_mass
 from .result import INVALID, VariableResult, normalise
 from .text import parse_label
 
-METHODS = ("logprobs", "text")
+METHODS = ("exact", "logprobs", "text", "sample")
 
 
 def score_completion(completion: Completion, variable: Variable, method: str) -> VariableResult:
@@ -32,6 +32,8 @@ def score_completion(completion: Completion, variable: Variable, method: str) ->
         return VariableResult(
             label=label, probs=probs, other=0.0 if cat is not None else 1.0, raw=answer
         )
+    if method == "exact":
+        raise ValueError("scoring 'exact' scores labels under the model, not an answer")
     raise ValueError(f"unknown scoring method {method!r}; one of {METHODS}")
 
 

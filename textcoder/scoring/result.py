@@ -30,9 +30,19 @@ class VariableResult:
 
     @property
     def entropy(self) -> float:
-        """Shannon entropy of the distribution (categories and `other`), in nats."""
+        """Shannon entropy of the distribution (categories and `other`), in nats.
+
+        For a multi-label variable, whose categories are independent yes/no questions, the
+        sum of the questions' entropies.
+        """
+        if self.extra.get("multi"):
+            return sum(_h(p) + _h(1 - p) for p in self.probs.values() if 0 <= p <= 1)
         ps = [*self.probs.values(), self.other]
         return -sum(p * math.log(p) for p in ps if p > 0)
+
+
+def _h(p: float) -> float:
+    return -p * math.log(p) if p > 0 else 0.0
 
 
 def normalise(probs: dict[str, float], other: float) -> tuple[dict[str, float], float]:

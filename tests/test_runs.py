@@ -1,0 +1,370 @@
+"""Long runs: retries, resume, exactly-once, signals and chunked tables, against a loopback
+server that fails by plan (tests/flaky_server.py) and the embedded model."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from textcoder import BackendError, Codebook, Coder, RequestError
+from textcoder.ratelimit import RateLimiter, TokenBucket, estimate_tokens
+from textcoder.retry import RetryPolicy, is_retryable
+from textcoder.runner import Runner
+from textcoder.store import Store
+from textcoder.tables import TableWriter, iter_table
+
+from .conftest import EXAMPLES, ROOT
+from .flaky_server import FlakyServer
+
+BOOK = EXAMPLES / "sentiment.yaml"
+
+
+def texts(n: int) -> list[str]:
+    return [f"<r{i:03d}> a text to code" for i in range(n)]
+
+
+def coder(server: FlakyServer, store: Path | None = None, **kw: object) -> Coder:
+    opts: dict[str, object] = {"concurrency": 4, "timeout": 1.0, "store": store}
+    opts.update(kw)
+    return Coder(
+        Codebook.from_yaml(BOOK),
+        base_url=server.url,
+        api_key="sk-test",
+        **opts,  # type: ignore[arg-type]
+    )
+
+
+# retries -------------------------------------------------------------------------------------
+
+
+def test_every_failure_mode_is_retried_and_every_row_coded_once(tmp_path: Path) -> None:
+    plan = {
+        "<r001>": ["429", "429"],
+        "<r002>": ["500"],
+        "<r003>": ["503", "drop"],
+        "<r004>": ["slow"],  # slower than the 1 s timeout
+    }
+    with FlakyServer(plan) as server:
+        c = coder(server, tmp_path / "s.sqlite")
+        results = c.code_texts(texts(10), progress=False)
+        c.close()
+        assert [r.error for r in results] == [None] * 10
+        answered = server.answers_by_key()
+        assert len(answered) == 10 and set(answered.values()) == {1}
+        for key, n in (("<r001>", 3), ("<r002>", 2), ("<r003>", 3), ("<r004>", 2)):
+            assert len([e for e in server.requests() if key in e.key]) == n, key
+    assert c.last_stats is not None and c.last_stats.retries == 6
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.counts() == {"ok": 10, "failed": 0}
+
+
+def test_results_come_back_in_input_order(tmp_path: Path) -> None:
+    with FlakyServer(delay=0.02, plan={"<r000>": ["500"]}) as server:
+        c = coder(server, concurrency=8)
+        results = c.code_texts(texts(24), progress=False)
+        c.close()
+        assert server.max_in_flight > 1
+        # the server answers each text with a label fixed by the text: row i must carry text i's
+        for text, res in zip(texts(24), results, strict=True):
+            key = f"Text: '''{text}'''"
+            assert (
+                res.raw
+                == server.completion({"messages": [{}]}, key)["choices"][0]["message"]["content"]
+            )
+
+
+def test_a_400_is_not_retried_and_the_next_run_retries_only_failures(tmp_path: Path) -> None:
+    plan = {"<r002>": ["400"], "<r005>": ["500", "500", "500"]}
+    with FlakyServer(plan) as server:
+        c = coder(server, tmp_path / "s.sqlite", max_retries=2)
+        first = c.code_texts(texts(8), progress=False)
+        c.close()
+        assert "400" in (first[2].error or "") and "Invalid 'messages'" in (first[2].error or "")
+        assert "gave up after 2 retries" in (first[5].error or "")
+        assert [i for i, r in enumerate(first) if r.error] == [2, 5]
+        assert len([e for e in server.requests() if "<r002>" in e.key]) == 1
+        server.phase = 2
+        c = coder(server, tmp_path / "s.sqlite")
+        second = c.code_texts(texts(8), progress=False)
+        c.close()
+        resent = {e.key for e in server.requests(phase=2)}
+        assert len(resent) == 2 and all("<r002>" in k or "<r005>" in k for k in resent)
+        assert [r.error for r in second] == [None] * 8
+        assert [r.label for i, r in enumerate(second) if i not in (2, 5)] == [
+            r.label for i, r in enumerate(first) if i not in (2, 5)
+        ]
+
+
+# resume ---------------------------------------------------------------------------------------
+
+
+def test_resume_sends_only_what_the_store_lacks(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    with FlakyServer() as server:
+        c = coder(server, store)
+        c.code_texts(texts(6), progress=False)
+        server.phase = 2
+        more = c.code_texts(texts(10), progress=False)
+        assert len(server.requests(phase=2)) == 4
+        assert c.last_stats is not None and c.last_stats.reused == 6
+        server.phase = 3  # --fresh sends everything again
+        c.fresh = True
+        again = c.code_texts(texts(10), progress=False)
+        c.close()
+        assert len(server.requests(phase=3)) == 10
+        assert [r.probs for r in again] == [r.probs for r in more]
+        server.phase = 4  # another model: new keys, old answers kept
+        other = Coder(
+            Codebook.from_yaml(BOOK), "gpt-4.1-mini", server.url, api_key="k", store=store
+        )
+        other.code_texts(texts(10), progress=False)
+        other.close()
+        assert len(server.requests(phase=4)) == 10
+    with Store(store) as s:
+        assert s.counts()["ok"] == 20
+
+
+def test_resume_on_the_embedded_model(tmp_path: Path, local_backend: object) -> None:
+    book = Codebook.from_yaml(BOOK)
+    c = Coder(book, backend=local_backend, store=tmp_path / "s.sqlite")  # type: ignore[arg-type]
+    first = c.code_texts(["I love it", "", "It broke."], progress=False)
+    assert c.last_stats is not None and c.last_stats.requests == 2
+    again = c.code_texts(["I love it", "", "It broke."], progress=False)
+    assert c.last_stats.requests == 0 and c.last_stats.reused == 2
+    assert [r.probs for r in again] == [r.probs for r in first]
+    assert abs(sum(again[0].probs.values()) + again[0].other - 1) < 1e-9
+    c.close()
+
+
+def test_rows_are_read_lazily(tmp_path: Path) -> None:
+    """The runner pulls rows as it codes them: a huge table is never all in memory."""
+    store = Store(tmp_path / "s.sqlite")
+    with FlakyServer() as server:
+        c = coder(server)
+        runner = Runner(c.codebook, c.backend, c.scoring, c.params, 4, store=store)
+        lag: list[int] = []
+
+        def rows() -> Iterator[tuple[str, str]]:
+            for i, t in enumerate(texts(40)):
+                lag.append(i - store.counts()["ok"])
+                yield str(i), t
+
+        from textcoder.runner import run_sync
+
+        run_sync(lambda: runner.run_items(rows()))
+        c.close()
+    assert len(lag) == 40 and max(lag) <= 4 + 1
+    assert store.counts()["ok"] == 40
+
+
+# the command line -------------------------------------------------------------------------
+
+
+def textcoder(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "textcoder", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def write_data(path: Path, n: int) -> list[str]:
+    ids = [f"id{i:03d}" for i in range(n)]
+    pd.DataFrame({"id": ids, "text": texts(n), "note": ["x"] * n}).to_csv(path, index=False)
+    return ids
+
+
+def test_cli_failed_rows_exit_nonzero_and_rerun_retries_them(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    ids = write_data(data, 12)
+    args = [str(data), "-c", str(BOOK), "--id-column", "id", "--max-retries", "1"]
+    with FlakyServer({"<r004>": ["500", "500"], "<r007>": ["400"]}) as server:
+        proc = textcoder("code", *args, "--base-url", server.url, "--concurrency", "3")
+        assert proc.returncode == 1, proc.stderr
+        assert "2 rows failed" in proc.stderr and "run the same command again" in proc.stderr
+        out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+        assert list(out["id"]) == ids
+        assert [i for i, e in enumerate(out["sentiment_error"]) if e] == [4, 7]
+        assert (tmp_path / "d.coded.csv.textcoder.sqlite").exists()
+        server.phase = 2
+        proc = textcoder("code", *args, "--base-url", server.url)
+        assert proc.returncode == 0, proc.stderr
+        assert len(server.requests(phase=2)) == 2
+        out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+        assert list(out["id"]) == ids and not any(out["sentiment_error"])
+
+
+def _stored(store: Path) -> set[str]:
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+        try:
+            return {r[0] for r in db.execute("SELECT row_id FROM answers WHERE ok = 1")}
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return set()  # not created yet
+
+
+def _start_and_wait(args: list[str], store: Path, rows: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textcoder", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_stored(store)) < rows:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no answers stored within 60 s"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: str) -> None:
+    data = tmp_path / "d.csv"
+    n, concurrency = 60, 4
+    ids = write_data(data, n)
+    store = tmp_path / "d.coded.csv.textcoder.sqlite"
+    with FlakyServer(delay=0.05) as server:
+        args = [str(data), "-c", str(BOOK), "--id-column", "id", "--base-url", server.url]
+        args += ["--concurrency", str(concurrency)]
+        proc = _start_and_wait(["code", *args], store, 10)
+        os.kill(proc.pid, getattr(signal, how))
+        _, err = proc.communicate(timeout=30)
+        if how == "SIGINT":
+            assert proc.returncode == 130, err
+            assert "Run the same command again to resume" in err
+        else:
+            assert proc.returncode == -signal.SIGKILL
+        assert not (tmp_path / "d.coded.csv").exists()
+        kept = _stored(store)
+        assert 10 <= len(kept) < n
+        db = sqlite3.connect(store)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        db.close()
+        first = server.answers_by_key(phase=1)
+        server.phase = 2
+        proc2 = subprocess.run(
+            [sys.executable, "-m", "textcoder", "code", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert proc2.returncode == 0, proc2.stderr
+        second = server.answers_by_key(phase=2)
+    out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+    assert list(out["id"]) == ids and not any(out["sentiment_error"])
+    assert len(_stored(store)) == n
+    # nothing the store had was asked again; repeats are only requests that were in flight
+    key_id = {f"Text: '''{t}'''": i for t, i in zip(texts(n), ids, strict=True)}
+    assert not {key_id[k] for k in second} & kept
+    repeated = [k for k in second if k in first]
+    assert len(repeated) <= concurrency
+    if how == "SIGINT":  # requests in flight were let finish and kept
+        assert not repeated
+    assert set(first) | set(second) == set(key_id)
+
+
+# tables in chunks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "jsonl", "parquet"])
+def test_tables_stream_in_chunks(tmp_path: Path, ext: str) -> None:
+    df = pd.DataFrame({"id": [f"i{i}" for i in range(25)], "text": [f"t {i}" for i in range(25)]})
+    df["p"] = [i / 10 for i in range(25)]
+    df.loc[3, "text"] = ""
+    path = tmp_path / f"t.{ext}"
+    writer = TableWriter(path)
+    for start in range(0, 25, 10):
+        writer.write(df.iloc[start : start + 10])
+    assert not path.exists()  # only the temporary file, until closed
+    writer.close()
+    chunks = list(iter_table(path, chunksize=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 4]
+    assert list(pd.concat(chunks).index) == list(range(25))
+    back = pd.concat(chunks)
+    assert list(back["id"]) == list(df["id"]) and list(back["text"]) == list(df["text"])
+    only = next(iter_table(path, chunksize=5, columns=["text"]))
+    assert list(only.columns) == ["text"]
+
+
+def test_code_file_streams_a_generated_table(tmp_path: Path) -> None:
+    data = tmp_path / "big.csv"
+    n = 600
+    pd.DataFrame({"text": texts(n), "k": range(n)}).to_csv(data, index=False)
+    out = tmp_path / "big.coded.jsonl"
+    with FlakyServer(validate=False) as server:
+        c = coder(server, concurrency=16)
+        stats = c.code_file(data, out, progress="off", chunksize=100)
+        c.close()
+        assert len(server.requests()) == n
+    assert stats.rows == n and stats.failed == 0
+    coded = pd.read_json(out, lines=True)
+    assert list(coded["k"]) == list(range(n)) and coded["sentiment_error"].eq("").all()
+
+
+# units: retry policy, rate limits -------------------------------------------------------------
+
+
+def test_what_is_retried() -> None:
+    assert is_retryable(BackendError("x", status=429))
+    assert is_retryable(BackendError("x", status=503))
+    assert is_retryable(BackendError("x", status=408))
+    assert is_retryable(BackendError("x", transient=True))
+    assert not is_retryable(BackendError("x", status=401))
+    assert not is_retryable(RequestError("x", status=400))
+    assert not is_retryable(BackendError("llama.cpp failed"))
+
+
+def test_backoff_grows_and_honours_retry_after() -> None:
+    policy = RetryPolicy(base=1.0, cap=8.0)
+    rng = random.Random(0)
+    waits = [policy.delay(a, None, rng) for a in range(6)]
+    for a, w in enumerate(waits):
+        ceiling = min(8.0, 2**a)
+        assert ceiling / 2 <= w <= ceiling
+    assert 2.5 <= policy.delay(0, 2.5, rng) <= 2.75
+    assert policy.delay(0, 10_000, rng) <= policy.max_retry_after + 1
+
+
+def test_token_bucket_waits_and_is_corrected() -> None:
+    now = [0.0]
+    bucket = TokenBucket(60, capacity=2, clock=lambda: now[0])  # one a second, burst of two
+    assert bucket.wait_for(1) == 0
+    bucket.take(1)
+    bucket.take(1)
+    assert bucket.wait_for(1) == pytest.approx(1.0)
+    now[0] = 0.5
+    assert bucket.wait_for(1) == pytest.approx(0.5)
+    now[0] = 10.0
+    assert bucket.level == 0 or bucket.wait_for(1) == 0  # refills up to capacity only
+    bucket._refill()
+    assert bucket.level == 2
+    bucket.give(-5)  # usage said more than estimated: debt
+    assert bucket.wait_for(1) == pytest.approx(4.0)
+    limiter = RateLimiter(tpm=600, clock=lambda: now[0])
+    assert limiter.active and limiter.requests is None
+    limiter.correct(100, 40)  # estimated high: tokens come back
+    assert limiter.tokens is not None and limiter.tokens.level <= limiter.tokens.capacity
+    msgs = [{"role": "system", "content": "x" * 400}, {"role": "user", "content": "hi"}]
+    assert estimate_tokens(msgs, 10) >= 100 + 10
+
+
+def test_rpm_cap_spaces_requests(tmp_path: Path) -> None:
+    with FlakyServer() as server:
+        c = coder(server, rpm=120, concurrency=8)  # 2 a second, a burst of 10
+        c.code_texts(texts(12), progress=False)
+        c.close()
+        starts = sorted(e.started for e in server.requests())
+    assert len(starts) == 12
+    assert starts[-1] - starts[0] >= 0.9  # the 11th and 12th waited for the bucket

@@ -1,0 +1,424 @@
+"""`textcoder serve` against the official `openai` client and as raw HTTP.
+
+One real server per session (fixture `serve_url`); raw JSON is validated against the
+`openai` package's types with `model_validate`, since the client itself fills missing
+fields with None. The cases follow ../shared/reference/chat-completions.md section (2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from openai import (
+    AuthenticationError,
+    BadRequestError,
+    LengthFinishReasonError,
+    NotFoundError,
+    OpenAI,
+)
+from openai.types import Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel
+
+from .servers import ServeProcess
+
+SYSTEM = (
+    "Act like a sentiment classification system. Classify the tweet's sentiment as "
+    'positive, neutral, or negative. Categories: "positive", "neutral", "negative"'
+)
+CLASSIFY = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": "Text: '''I loved the new Batman movie!'''"},
+]
+TRANSLATE = [
+    {"role": "system", "content": "Act as a translation system that translates English texts to French"},
+    {"role": "user", "content": "Hello, how are you?"},
+]
+
+
+@pytest.fixture(scope="module")
+def client(serve_url: str) -> OpenAI:
+    return OpenAI(base_url=serve_url, api_key="none", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def http(serve_url: str) -> httpx.Client:
+    with httpx.Client(base_url=serve_url, timeout=120) as c:
+        yield c  # type: ignore[misc]
+
+
+def post(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = http.post("/chat/completions", json={"model": "smollm2", **body})
+    assert r.status_code == 200, r.text
+    raw: dict[str, Any] = r.json()
+    ChatCompletion.model_validate(raw)
+    return raw
+
+
+def sse(http: httpx.Client, **body: Any) -> list[dict[str, Any]]:
+    """The events of a streamed request (every chunk validated); asserts the framing."""
+    events: list[dict[str, Any]] = []
+    with http.stream("POST", "/chat/completions", json={"model": "smollm2", "stream": True, **body}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        text = r.read().decode()
+    blocks = text.split("\n\n")
+    assert blocks[-1] == "" and blocks[-2] == "data: [DONE]"
+    for block in blocks[:-2]:
+        assert block.startswith("data: ")
+        chunk = json.loads(block[6:])
+        ChatCompletionChunk.model_validate(chunk)
+        events.append(chunk)
+    return events
+
+
+# models and envelope ------------------------------------------------------------------------
+
+
+def test_models_list_and_retrieve(client: OpenAI, http: httpx.Client) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2", "gpt-4o"]
+    raw = http.get("/models").json()
+    assert raw["object"] == "list"
+    for item in raw["data"]:
+        Model.model_validate(item)
+        assert item["object"] == "model" and isinstance(item["created"], int)
+    assert client.models.retrieve("gpt-4o").id == "gpt-4o"
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_tutorial_translation_runs_unchanged(client: OpenAI, http: httpx.Client) -> None:
+    response = client.chat.completions.create(model="gpt-4o", messages=TRANSLATE, max_tokens=24)  # type: ignore[arg-type]
+    assert response.model == "gpt-4o"
+    assert response.choices[0].message.role == "assistant"
+    assert isinstance(response.choices[0].message.content, str)
+    raw = http.post("/chat/completions", json={"model": "gpt-4o", "messages": TRANSLATE, "max_tokens": 8}).json()
+    ChatCompletion.model_validate(raw)
+    assert raw["id"].startswith("chatcmpl-") and raw["object"] == "chat.completion"
+    assert isinstance(raw["system_fingerprint"], str)
+    choice = raw["choices"][0]
+    assert choice["index"] == 0 and choice["logprobs"] is None
+    assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+    assert choice["finish_reason"] in ("stop", "length")
+    u = raw["usage"]
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    assert u["completion_tokens"] <= 8
+
+
+def test_tutorial_classification_logprobs(client: OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="gpt-4o", messages=CLASSIFY, logprobs=True, top_logprobs=20, max_tokens=3, temperature=0  # type: ignore[arg-type]
+    )
+    first = response.choices[0].logprobs.content[0]  # type: ignore[union-attr,index]
+    probs = {lp.token: math.exp(lp.logprob) for lp in first.top_logprobs}
+    assert len(first.top_logprobs) == 20
+    assert 0 < sum(probs.values()) <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("k", [0, 5, 20])
+def test_top_logprobs_exactly_k_sorted(http: httpx.Client, k: int) -> None:
+    raw = post(http, messages=CLASSIFY, logprobs=True, top_logprobs=k, max_tokens=6, temperature=0)
+    choice = raw["choices"][0]
+    content = choice["logprobs"]["content"]
+    assert choice["logprobs"]["refusal"] is None
+    assert len(content) == raw["usage"]["completion_tokens"]
+    assert b"".join(bytes(t["bytes"]) for t in content) == choice["message"]["content"].encode()
+    for t in content:
+        tops = t["top_logprobs"]
+        assert len(tops) == k
+        lps = [a["logprob"] for a in tops]
+        assert lps == sorted(lps, reverse=True)
+        assert all(-9999 <= lp <= 0 for lp in lps)
+        assert len({bytes(a["bytes"]) for a in tops}) == len({tuple(a["bytes"]) for a in tops})
+        assert sum(math.exp(lp) for lp in lps) <= 1 + 1e-4
+        if k:  # greedy: the chosen token is the top one
+            assert tops[0]["bytes"] == t["bytes"] and abs(tops[0]["logprob"] - t["logprob"]) < 1e-9
+
+
+def test_logprobs_without_top_logprobs_gives_empty_lists(http: httpx.Client) -> None:
+    raw = post(http, messages=CLASSIFY, logprobs=True, max_tokens=3, temperature=0)
+    assert all(t["top_logprobs"] == [] for t in raw["choices"][0]["logprobs"]["content"])
+
+
+def test_content_parts_and_developer_role(http: httpx.Client) -> None:
+    plain = post(http, messages=CLASSIFY, max_tokens=5, temperature=0)
+    parts = post(
+        http,
+        messages=[
+            {"role": "developer", "content": [{"type": "text", "text": SYSTEM}]},
+            {"role": "user", "content": [{"type": "text", "text": CLASSIFY[1]["content"]}], "name": "x"},
+        ],
+        max_tokens=5,
+        temperature=0,
+        user="someone",
+        metadata={"a": "b"},
+        store=False,
+    )
+    assert parts["choices"][0]["message"] == plain["choices"][0]["message"]
+
+
+def test_length_and_stop(http: httpx.Client) -> None:
+    long = post(http, messages=TRANSLATE, max_tokens=6, temperature=0)
+    assert long["choices"][0]["finish_reason"] == "length"
+    assert long["usage"]["completion_tokens"] == 6
+    both = post(http, messages=TRANSLATE, max_tokens=50, max_completion_tokens=3, temperature=0)
+    assert both["usage"]["completion_tokens"] == 3
+    text = long["choices"][0]["message"]["content"]
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    cut = post(http, messages=TRANSLATE, max_tokens=6, temperature=0, stop=[stop, "zzzz"])
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["choices"][0]["message"]["content"] == text[: text.index(stop)]
+
+
+def test_n_and_seed(http: httpx.Client) -> None:
+    greedy = post(http, messages=TRANSLATE, n=3, max_tokens=6, temperature=0, logprobs=True)
+    assert [c["index"] for c in greedy["choices"]] == [0, 1, 2]
+    assert len({c["message"]["content"] for c in greedy["choices"]}) == 1
+    assert greedy["usage"]["completion_tokens"] == sum(
+        len(c["logprobs"]["content"]) for c in greedy["choices"]
+    )
+    a = post(http, messages=TRANSLATE, n=3, max_tokens=12, temperature=1.2, seed=7, logprobs=True)
+    b = post(http, messages=TRANSLATE, n=3, max_tokens=12, temperature=1.2, seed=7, logprobs=True)
+    assert a["choices"] == b["choices"]
+    assert len({c["message"]["content"] for c in a["choices"]}) > 1
+    c = post(http, messages=TRANSLATE, n=3, max_tokens=12, temperature=1.2, seed=8)
+    assert [x["message"]["content"] for x in c["choices"]] != [x["message"]["content"] for x in a["choices"]]
+    unseeded = post(http, messages=TRANSLATE, n=3, max_tokens=4, temperature=1.0)
+    assert len(unseeded["choices"]) == 3
+
+
+def test_cached_prefix_is_reported_and_changes_nothing(http: httpx.Client) -> None:
+    cold = post(http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    post(http, messages=CLASSIFY, max_tokens=1, temperature=0)
+    warm = post(http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    for x, y in zip(cold["choices"][0]["logprobs"]["content"], warm["choices"][0]["logprobs"]["content"], strict=True):
+        assert x["bytes"] == y["bytes"] and abs(x["logprob"] - y["logprob"]) < 1e-4
+
+
+def test_logit_bias_bans_and_forces(http: httpx.Client) -> None:
+    base = post(http, messages=CLASSIFY, max_tokens=2, temperature=0, logprobs=True, top_logprobs=2)
+    first = base["choices"][0]["logprobs"]["content"][0]
+    ids = _token_ids(first["token"])  # the greedy first token's id: ban it, then force it
+    banned = post(http, messages=CLASSIFY, max_tokens=1, temperature=0, logit_bias={str(ids[0]): -100}, logprobs=True)
+    assert banned["choices"][0]["logprobs"]["content"][0]["bytes"] != first["bytes"]
+    forced = post(http, messages=CLASSIFY, max_tokens=1, temperature=0, logit_bias={str(ids[0]): 100}, logprobs=True)
+    assert forced["choices"][0]["logprobs"]["content"][0]["bytes"] == first["bytes"]
+
+
+def _token_ids(token: str) -> list[int]:
+    from llama_cpp import Llama
+
+    from textcoder.models import resolve_model
+
+    llm = Llama(str(resolve_model(None).path), vocab_only=True, verbose=False)
+    return list(llm.tokenize(token.encode(), add_bos=False, special=False))
+
+
+# structured outputs ---------------------------------------------------------------------------
+
+
+class Sentiment(BaseModel):
+    label: str
+    score: int
+
+
+def test_json_schema_with_parse(client: OpenAI) -> None:
+    done = client.chat.completions.parse(
+        model="smollm2", messages=CLASSIFY, response_format=Sentiment, max_tokens=40, temperature=0  # type: ignore[arg-type]
+    )
+    parsed = done.choices[0].message.parsed
+    assert isinstance(parsed, Sentiment)
+    with pytest.raises(LengthFinishReasonError):
+        client.chat.completions.parse(
+            model="smollm2", messages=CLASSIFY, response_format=Sentiment, max_tokens=2, temperature=0  # type: ignore[arg-type]
+        )
+
+
+def test_json_schema_enum_and_json_object(http: httpx.Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"enum": ["positive", "neutral", "negative"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}}
+    for seed in (1, 2):
+        raw = post(http, messages=CLASSIFY, max_tokens=30, temperature=1.0, seed=seed, response_format=fmt)
+        assert json.loads(raw["choices"][0]["message"]["content"])["label"] in schema["properties"]["label"]["enum"]  # type: ignore[index]
+    obj = post(http, messages=CLASSIFY, max_tokens=30, temperature=0, response_format={"type": "json_object"})
+    assert isinstance(json.loads(obj["choices"][0]["message"]["content"]), dict)
+
+
+# streaming ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [None, ["ion"]])
+def test_stream_equals_non_stream(http: httpx.Client, stop: list[str] | None) -> None:
+    body: dict[str, Any] = {"messages": TRANSLATE, "max_tokens": 10, "temperature": 0, "logprobs": True, "top_logprobs": 5, "stop": stop}
+    whole = post(http, **body)
+    events = sse(http, **body, stream_options={"include_usage": True})
+    assert len({e["id"] for e in events}) == 1 and len({e["created"] for e in events}) == 1
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[-1]["choices"] == [] and events[-1]["usage"] == whole["usage"] | {
+        "prompt_tokens_details": events[-1]["usage"]["prompt_tokens_details"]
+    }
+    assert all(e["usage"] is None for e in events[:-1])
+    chunks = [c for e in events[:-1] for c in e["choices"]]
+    content = "".join(c["delta"].get("content") or "" for c in chunks)
+    logprobs = [t for c in chunks if c["logprobs"] for t in c["logprobs"]["content"]]
+    finishes = [c["finish_reason"] for c in chunks if c["finish_reason"]]
+    assert content == whole["choices"][0]["message"]["content"]
+    assert logprobs == whole["choices"][0]["logprobs"]["content"]
+    assert finishes == [whole["choices"][0]["finish_reason"]]
+
+
+def test_stream_without_usage_and_with_n(http: httpx.Client, client: OpenAI) -> None:
+    events = sse(http, messages=TRANSLATE, max_tokens=4, temperature=0, n=2)
+    assert all("usage" not in e or e["usage"] is None for e in events)
+    for i in (0, 1):
+        mine = [c for e in events for c in e["choices"] if c["index"] == i]
+        assert [c["finish_reason"] for c in mine if c["finish_reason"]] == ["length"]
+    with client.chat.completions.create(
+        model="gpt-4o", messages=TRANSLATE, max_tokens=4, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+    ) as stream:
+        chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+
+
+def test_client_disconnect_frees_the_engine(http: httpx.Client, serve_url: str) -> None:
+    with httpx.Client(timeout=60) as other, other.stream(
+        "POST",
+        f"{serve_url}/chat/completions",
+        json={"model": "smollm2", "messages": TRANSLATE, "max_tokens": 4000, "stream": True, "temperature": 1.0},
+    ) as r:
+        for line in r.iter_lines():
+            if '"content"' in line:
+                break  # hang up after the first chunk
+    raw = post(http, messages=CLASSIFY, max_tokens=2, temperature=0)
+    assert raw["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_concurrent_clients_all_served_identically(serve_url: str) -> None:
+    results: list[Any] = []
+
+    def one() -> None:
+        with httpx.Client(timeout=120) as c:
+            r = c.post(
+                f"{serve_url}/chat/completions",
+                json={"model": "smollm2", "messages": CLASSIFY, "max_tokens": 3, "temperature": 0, "logprobs": True, "top_logprobs": 5},
+            )
+            results.append((r.status_code, r.json()["choices"]))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [s for s, _ in results] == [200] * 4
+    assert all(ch == results[0][1] for _, ch in results)
+
+
+# errors ---------------------------------------------------------------------------------------
+
+MSG = [{"role": "user", "content": "hi"}]
+BAD: list[tuple[dict[str, Any], str | None]] = [
+    ({"messages": MSG, "temperature": -0.1}, "temperature"),
+    ({"messages": MSG, "temperature": 2.1}, "temperature"),
+    ({"messages": MSG, "top_p": 1.5}, "top_p"),
+    ({"messages": MSG, "n": 0}, "n"),
+    ({"messages": MSG, "n": 129}, "n"),
+    ({"messages": MSG, "frequency_penalty": 2.1}, "frequency_penalty"),
+    ({"messages": MSG, "presence_penalty": -2.1}, "presence_penalty"),
+    ({"messages": MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"messages": MSG, "logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+    ({"messages": MSG, "top_logprobs": 2}, "top_logprobs"),
+    ({"messages": MSG, "seed": 2**63}, "seed"),
+    ({"messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
+    ({"messages": MSG, "logit_bias": {"x": 1}}, "logit_bias.x"),
+    ({"messages": MSG, "logit_bias": {"99999999": 1}}, "logit_bias.99999999"),
+    ({"messages": MSG, "logit_bias": {"1": 101}}, "logit_bias.1"),
+    ({"messages": MSG, "logit_bias": {"1": "a"}}, "logit_bias.1"),
+    ({"messages": MSG, "logprobs": "yes"}, "logprobs"),
+    ({"messages": []}, "messages"),
+    ({}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content"),
+    ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format.type"),
+    ({"messages": MSG, "response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    ({"messages": MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "nonsense"}}}}, "response_format.json_schema.schema"),
+    ({"messages": MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "integer", "minimum": 3}}}}, "response_format.json_schema.schema"),
+    ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
+    ({"messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), BAD, ids=[p or "none" for _, p in BAD])
+@pytest.mark.parametrize("stream", [False, True])
+def test_bad_requests_are_400_in_the_envelope(http: httpx.Client, extra: dict[str, Any], param: str, stream: bool) -> None:
+    body = {"model": "smollm2", **extra}
+    if stream:
+        body["stream"] = True
+        if param == "stream_options":
+            pytest.skip("stream_options is valid with stream")
+    r = http.post("/chat/completions", json=body)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] == "invalid_request_error" and err["param"] == param
+    assert err["code"] is None or isinstance(err["code"], str)
+    assert err["message"]
+
+
+def test_unsupported_features_say_so(client: OpenAI) -> None:
+    with pytest.raises(BadRequestError, match="not supported"):
+        client.chat.completions.create(
+            model="smollm2", messages=MSG, tools=[{"type": "function", "function": {"name": "f"}}]  # type: ignore[arg-type,list-item]
+        )
+    with pytest.raises(BadRequestError, match="images are not supported"):
+        client.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+        )
+
+
+def test_other_errors(http: httpx.Client, client: OpenAI) -> None:
+    r = http.post("/chat/completions", content=b'{"model": "smollm2", "messages": [', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = http.post("/chat/completions", json={"messages": MSG})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    with pytest.raises(NotFoundError) as nf:
+        client.chat.completions.create(model="gpt-5", messages=MSG)  # type: ignore[arg-type]
+    assert nf.value.code == "model_not_found"
+    with pytest.raises(BadRequestError) as big:
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "word " * 9000}])
+    assert big.value.code == "context_length_exceeded" and "8192" in big.value.message
+    r = http.post("/chat/completions", content=b"x" * (4 * 1024 * 1024 + 1))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    r = http.get("/nowhere")
+    assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_api_key_and_refusing_open_binds() -> None:
+    with ServeProcess("--api-key", "sekret") as server:
+        assert httpx.get(f"{server.base}/health").status_code == 200
+        for key in (None, "wrong"):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            r = httpx.get(f"{server.url}/models", headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        with pytest.raises(AuthenticationError):
+            OpenAI(base_url=server.url, api_key="wrong", max_retries=0).models.list()
+        ok = OpenAI(base_url=server.url, api_key="sekret", max_retries=0)
+        assert ok.chat.completions.create(model="smollm2", messages=MSG, max_tokens=2).choices  # type: ignore[arg-type]
+    from textcoder.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 1

@@ -1,0 +1,91 @@
+"""The answer store: SQLite in WAL mode, one row per (request hash, row id), committed at once."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from textcoder import DataError, VariableResult
+from textcoder.progress import Progress
+from textcoder.runner import RunStats
+from textcoder.store import Store, request_hash
+
+
+def result(label: str = "positive", error: str | None = None) -> VariableResult:
+    if error:
+        nan = float("nan")
+        return VariableResult(
+            label="", probs={"positive": nan, "negative": nan}, other=nan, error=error
+        )
+    return VariableResult(
+        label=label,
+        probs={"positive": 0.7, "negative": 0.2},
+        other=0.1,
+        raw="Positive",
+        extra={"fallback": True},
+    )
+
+
+def test_answers_survive_reopening_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.put("h1", "1", "sentiment", result(), ok=True, model="m", prompt_tokens=12)
+        store.put("h1", "2", "sentiment", result(error="the server answered 500"), ok=False)
+    with Store(path) as store:
+        got = store.get("h1", "1")
+        assert got is not None and got.ok and got.model == "m" and got.prompt_tokens == 12
+        assert got.result == result()
+        failed = store.get("h1", "2")
+        assert failed is not None and not failed.ok and failed.result.error
+        assert math.isnan(failed.result.probs["positive"]) and math.isnan(failed.result.other)
+        assert store.has_ok("h1", "1") and not store.has_ok("h1", "2")
+        assert store.get("h2", "1") is None
+        assert store.counts() == {"ok": 1, "failed": 1}
+        store.put("h1", "2", "sentiment", result("negative"), ok=True)  # a retry replaces it
+        assert store.counts() == {"ok": 2, "failed": 0}
+
+
+def test_wal_mode_and_each_answer_committed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = Store(path)
+    store.put("h", "1", "v", result(), ok=True)
+    other = sqlite3.connect(path)  # another process's view, while the store is still open
+    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert other.execute("SELECT count(*) FROM answers").fetchone() == (1,)
+    other.close()
+    store.close()
+
+
+def test_many_keys_are_read_in_batches() -> None:
+    store = Store()
+    keys = [(f"h{i % 3}", str(i)) for i in range(1000)]
+    for k, rid in keys[::2]:
+        store.put(k, rid, "v", result(), ok=True)
+    found = store.get_many(keys)
+    assert set(found) == set(keys[::2])
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(DataError, match=r"notes\.sqlite"):
+        Store(bad)
+
+
+def test_request_hash_is_stable_and_sensitive() -> None:
+    a = {"model": "m", "messages": [{"role": "user", "content": "x"}], "parameters": {"t": 0}}
+    b = {"parameters": {"t": 0}, "messages": [{"role": "user", "content": "x"}], "model": "m"}
+    assert request_hash(a) == request_hash(b) and len(request_hash(a)) == 64
+    assert request_hash(a) != request_hash({**a, "model": "n"})
+
+
+def test_progress_line_counts() -> None:
+    stats = RunStats(rows=50, failed=2, prompt_tokens=1000, completion_tokens=50)
+    prog = Progress(200, stats, mode="off")
+    line = prog.line(prog.started + 10.0)
+    assert "50/200 rows (25%)" in line and "5.0 rows/s" in line and "ETA 30s" in line
+    assert "1,050 tokens" in line and "2 failed" in line
+    assert "rows/s" in Progress(None, stats, mode="off").line()

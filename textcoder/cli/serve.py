@@ -1,0 +1,67 @@
+"""`textcoder serve`: the Chat Completions API over a local model, for any OpenAI client."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .._exceptions import UsageError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="serve a local model over OpenAI's Chat Completions API"
+    )
+    p.add_argument("--model", "-m", help="a local model alias or GGUF path (default: smollm2)")
+    p.add_argument(
+        "--served-model-name",
+        action="append",
+        metavar="NAME",
+        help="a model id clients use (repeat for several; default: the model's alias)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
+    p.add_argument("--n-ctx", type=int, help="context length (default: the model's, at most 8192)")
+    p.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=None,
+        help="largest request body accepted (default 4 MiB; larger gets a 413)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.host not in LOOPBACK and not args.api_key:
+        raise UsageError(
+            f"refusing to bind {args.host} without --api-key: anyone who can reach it could "
+            "use the server; add --api-key KEY, or bind 127.0.0.1"
+        )
+    import uvicorn
+
+    from ..backends.local import LocalEngine
+    from ..models import resolve_model
+    from ..server import DEFAULT_MAX_BODY, ServerConfig, create_app
+
+    info = resolve_model(args.model)
+    engine = LocalEngine(info, n_ctx=args.n_ctx)
+    names = args.served_model_name or [info.name]
+    config = ServerConfig(
+        served_names=names,
+        api_key=args.api_key,
+        max_body_bytes=args.max_request_bytes or DEFAULT_MAX_BODY,
+    )
+    app = create_app(engine, config)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"textcoder serve: {info.name} ({info.path.name}) as {', '.join(names)} "
+        f"on http://{host}:{args.port}/v1",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,85 @@
+"""Agreement with human codes and calibration of the probabilities, with bootstrap intervals,
+for one or several coded files; a terminal table, `metrics.json`, and an HTML report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..calibration import uncalibrated
+from ..codebook import Codebook
+from ..tables import read_table
+from .bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap
+from .compare import comparison_rows, rich_table
+from .evaluation import evaluate
+from .load import Coded, from_frame, load_coded
+from .metrics import Sample
+
+__all__ = [
+    "Coded",
+    "Sample",
+    "bootstrap",
+    "comparison_rows",
+    "evaluate",
+    "evaluate_files",
+    "from_frame",
+    "load_coded",
+    "rich_table",
+    "write_metrics",
+    "write_report",
+]
+
+
+def evaluate_files(
+    paths: Sequence[str | Path],
+    gold_column: str,
+    *,
+    variable: str | None = None,
+    codebook: Codebook | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> list[tuple[Coded, dict[str, Any]]]:
+    """Load and evaluate each coded file against `gold_column`."""
+    out = []
+    for p in paths:
+        coded = load_coded(p, gold_column, variable=variable, codebook=codebook)
+        for c in with_raw(coded, p, gold_column, codebook):
+            out.append((c, evaluate(c, resamples=resamples, seed=seed)))
+    return out
+
+
+def with_raw(
+    coded: Coded, path: str | Path, gold_column: str, codebook: Codebook | None = None
+) -> list[Coded]:
+    """A calibrated file's raw probabilities as their own sample, shown beside the calibrated
+    ones, `FILE (raw)` then `FILE (METHOD)`; just `coded` for an uncalibrated file."""
+    raw_table = uncalibrated(read_table(path), coded.variable)
+    if raw_table is None:
+        return [coded]
+    method = str(coded.manifest.get("calibration", {}).get("method", "calibrated"))
+    raw = from_frame(
+        raw_table,
+        gold_column,
+        manifest=coded.manifest,
+        variable=coded.variable.name,
+        codebook=codebook,
+        name=f"{coded.name} (raw)",
+        source=str(path),
+    )
+    return [raw, replace(coded, name=f"{coded.name} ({method})")]
+
+
+def write_metrics(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """`metrics.json`: one evaluation's dict, or `{"files": [...]}` for several."""
+    data: dict[str, Any] = dict(results[0]) if len(results) == 1 else {"files": list(results)}
+    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_report(evaluated: Sequence[tuple[Coded, dict[str, Any]]], path: str | Path) -> None:
+    """The self-contained HTML report (imports matplotlib only when asked for)."""
+    from .report import render_report
+
+    Path(path).write_text(render_report(evaluated), encoding="utf-8")

@@ -1,0 +1,173 @@
+"""The Chat Completions request, validated with pydantic, and the checks OpenAI makes on it.
+
+Parsing is strict JSON (a string is not a number, 1 is not a boolean); unknown fields are
+accepted and ignored, as OpenAI's own platform-only fields (`user`, `store`, ...) are. Every
+problem becomes an `APIError` 400 naming the field (`param`), never pydantic's 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import APIError, bad_request, unsupported
+
+INT64 = 2**63
+
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    include_usage: bool | None = None
+
+
+class ChatMessage(BaseModel):
+    """One message as sent; content checks that need the role are done in `_message`."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields of `POST /v1/chat/completions` this server reads."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    seed: Annotated[int, Field(ge=-INT64, lt=INT64)] | None = None
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    response_format: dict[str, Any] | None = None
+
+
+#: fields whose features this server does not offer: (field, what to call them)
+UNSUPPORTED = {
+    "tools": "tools",
+    "tool_choice": "tools",
+    "parallel_tool_calls": "tools",
+    "functions": "functions",
+    "function_call": "functions",
+    "audio": "audio outputs",
+    "prediction": "predicted outputs",
+    "web_search_options": "web search options",
+}
+
+ROLES = ("system", "developer", "user", "assistant")
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    """The request, or an APIError 400 naming the first field that is wrong."""
+    try:
+        req = ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    extra = req.model_extra or {}
+    for key, feature in UNSUPPORTED.items():
+        value = extra.get(key)
+        if value not in (None, [], False) and not (key == "tool_choice" and value == "none"):
+            raise unsupported(feature, key)
+    modalities = extra.get("modalities")
+    if isinstance(modalities, list) and any(m != "text" for m in modalities):
+        raise unsupported("output modalities other than text", "modalities")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise bad_request("top_logprobs requires logprobs to be true", "top_logprobs")
+    if req.stream_options is not None and not req.stream:
+        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
+    if isinstance(req.stop, list) and any(s == "" for s in req.stop):
+        raise bad_request("stop sequences must not be empty", "stop")
+    return req
+
+
+def template_messages(req: ChatRequest) -> list[dict[str, str]]:
+    """The messages as the chat template takes them: role and text (developer -> system)."""
+    return [_message(m, i) for i, m in enumerate(req.messages)]
+
+
+def _message(m: ChatMessage, i: int) -> dict[str, str]:
+    where = f"messages[{i}]"
+    if m.role in ("tool", "function"):
+        raise unsupported("tool messages", f"{where}.role")
+    if m.role not in ROLES:
+        raise bad_request(f"invalid role {m.role!r}: one of {', '.join(ROLES)}", f"{where}.role")
+    extra = m.model_extra or {}
+    for key in ("tool_calls", "function_call", "audio"):
+        if extra.get(key):
+            raise unsupported("tool calls" if key != "audio" else "audio", f"{where}.{key}")
+    if m.content is None:
+        if m.role != "assistant":
+            raise bad_request(
+                f"{where}.content is required for role {m.role!r}", f"{where}.content"
+            )
+        text = ""
+    elif isinstance(m.content, str):
+        text = m.content
+    else:
+        text = "\n".join(_text_part(p, f"{where}.content[{j}]") for j, p in enumerate(m.content))
+    role = "system" if m.role == "developer" else m.role
+    return {"role": role, "content": text}
+
+
+def _text_part(part: dict[str, Any], where: str) -> str:
+    kind = part.get("type")
+    if kind == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise bad_request(f"{where}.text must be a string", f"{where}.text")
+        return text
+    if kind in ("image_url", "input_image"):
+        raise unsupported("images", where)
+    if kind in ("input_audio", "audio"):
+        raise unsupported("audio inputs", where)
+    if kind == "file":
+        raise unsupported("file inputs", where)
+    if kind == "refusal" and isinstance(part.get("refusal"), str):
+        return str(part["refusal"])
+    raise bad_request(f"{where}.type must be 'text', got {kind!r}", f"{where}.type")
+
+
+def _from_validation(exc: ValidationError) -> APIError:
+    errors = exc.errors(include_url=False)
+    # of a union's failed members, the one that says most: a bound, not "not a string"
+    err = min(errors, key=lambda e: (e["type"].endswith("_type"), errors.index(e)))
+    if err["type"] == "json_invalid":
+        return bad_request(f"the request body is not valid JSON: {err['msg']}")
+    if err["type"] == "model_type" and not err["loc"]:
+        return bad_request("the request body must be a JSON object")
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and _is_type_tag(p))]
+    param = _param(loc)
+    if err["type"] == "missing":
+        return bad_request(f"missing required parameter: {param}", param)
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return bad_request(f"invalid value for {param} ({shown}): {err['msg']}", param)
+
+
+def _is_type_tag(part: str) -> bool:
+    """pydantic names union members in `loc` (`str`, `list[...]`, `constrained-float`)."""
+    return (
+        part in ("str", "int", "float", "bool", "none")
+        or "[" in part
+        or part.startswith(("constrained", "function-"))
+    )
+
+
+def _param(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"

@@ -1,0 +1,202 @@
+"""Every answer of a run, kept in SQLite (WAL) the moment it arrives, so no run pays twice.
+
+One row per (request hash, row id): the hash covers everything that shapes the answer
+(backend, model, messages, parameters, scoring), the row id names the input row. A rerun of
+the same command finds its answers here and sends only what is missing; a changed codebook
+or model hashes differently, so old answers stay and are reused only when they match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import DataError
+from .scoring.result import VariableResult
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    request_hash TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    variable TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    model TEXT,
+    system_fingerprint TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    PRIMARY KEY (request_hash, row_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def request_hash(payload: Mapping[str, Any]) -> str:
+    """sha256 of the request's stable JSON (sorted keys, no spaces)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored answer: the coded result and what the engine reported with it."""
+
+    result: VariableResult
+    ok: bool
+    model: str | None = None
+    system_fingerprint: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def result_to_json(result: VariableResult) -> str:
+    """A result as JSON; NaN probabilities (a failed row) become null."""
+    return json.dumps(
+        {
+            "label": result.label,
+            "probs": {k: None if math.isnan(v) else v for k, v in result.probs.items()},
+            "other": None if math.isnan(result.other) else result.other,
+            "raw": result.raw,
+            "error": result.error,
+            "extra": result.extra,
+        },
+        ensure_ascii=False,
+        default=str,
+    )
+
+
+def result_from_json(text: str) -> VariableResult:
+    """The inverse of `result_to_json`."""
+    d = json.loads(text)
+    nan = float("nan")
+    return VariableResult(
+        label=d["label"],
+        probs={k: nan if v is None else float(v) for k, v in d["probs"].items()},
+        other=nan if d["other"] is None else float(d["other"]),
+        raw=d.get("raw") or "",
+        error=d.get("error"),
+        extra=d.get("extra") or {},
+    )
+
+
+class Store:
+    """An SQLite file (or `:memory:`) of answers, committed one by one as they arrive."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives the process being killed; only a power cut
+            # could lose the last few, and then the store is still consistent
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            version = self.db.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if version is None:
+                self.db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+                self.db.commit()
+            elif version[0] != SCHEMA_VERSION:
+                raise DataError(
+                    f"{self.path}: store schema {version[0]}, this textcoder reads {SCHEMA_VERSION}"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{self.path}: not a textcoder store: {exc}") from None
+
+    def put(
+        self,
+        key: str,
+        row_id: str,
+        variable: str,
+        result: VariableResult,
+        *,
+        ok: bool,
+        model: str | None = None,
+        system_fingerprint: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
+        """Keep one answer and commit at once (a later answer for the same key replaces it)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO answers (request_hash, row_id, variable, ok, result, model,"
+            " system_fingerprint, prompt_tokens, completion_tokens, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                row_id,
+                variable,
+                int(ok),
+                result_to_json(result),
+                model,
+                system_fingerprint,
+                prompt_tokens,
+                completion_tokens,
+                datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            ),
+        )
+        self.db.commit()
+
+    def has_ok(self, key: str, row_id: str) -> bool:
+        """Whether a successful answer is stored for this request and row."""
+        row = self.db.execute(
+            "SELECT ok FROM answers WHERE request_hash = ? AND row_id = ?", (key, row_id)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def get(self, key: str, row_id: str) -> Stored | None:
+        """The stored answer, or None."""
+        return self.get_many([(key, row_id)]).get((key, row_id))
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        """The stored answers for many (request hash, row id) pairs, in batches."""
+        keys = list(keys)
+        found: dict[tuple[str, str], Stored] = {}
+        step = 400
+        for start in range(0, len(keys), step):
+            batch = keys[start : start + step]
+            values = ", ".join("(?, ?)" for _ in batch)
+            flat = [x for pair in batch for x in pair]
+            rows = self.db.execute(
+                "SELECT request_hash, row_id, ok, result, model, system_fingerprint,"
+                " prompt_tokens, completion_tokens FROM answers"
+                f" WHERE (request_hash, row_id) IN (VALUES {values})",
+                flat,
+            ).fetchall()
+            for h, rid, ok, res, model, fp, pt, ct in rows:
+                found[(h, rid)] = Stored(result_from_json(res), bool(ok), model, fp, pt, ct)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """How many answers the store holds: `ok` and `failed`."""
+        ok, failed = self.db.execute(
+            "SELECT COALESCE(SUM(ok), 0), COALESCE(SUM(1 - ok), 0) FROM answers"
+        ).fetchone()
+        return {"ok": int(ok), "failed": int(failed)}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_store_path(output: str | Path) -> Path:
+    """`coded.csv` -> `coded.csv.textcoder.sqlite`, beside the output."""
+    p = Path(output)
+    return p.with_name(p.name + ".textcoder.sqlite")
