@@ -30,5 +30,6 @@ def serve_url():  # type: ignore[no-untyped-def]
     """A real `textcoder serve` on 127.0.0.1 for the session (model ids smollm2 and gpt-4o)."""
     from .servers import ServeProcess
 
-    with ServeProcess("--served-model-name", "smollm2", "--served-model-name", "gpt-4o") as s:
+    names = ("--served-model-name", "smollm2", "--served-model-name", "gpt-4o")
+    with ServeProcess(*names, "--threads", "1") as s:  # 1 thread: robust on a shared CPU
         yield s.url

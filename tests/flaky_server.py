@@ -61,6 +61,7 @@ class FlakyServer:
         slow_seconds: float = 3.0,
         plan_fn: Callable[[str, int], str] | None = None,
         validate: bool = True,
+        refuse_logprobs: bool = False,
     ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
@@ -70,6 +71,8 @@ class FlakyServer:
         self.slow_seconds = slow_seconds
         self.plan_fn = plan_fn
         self.validate = validate
+        #: answer 400 to any request asking for logprobs, as some providers and models do
+        self.refuse_logprobs = refuse_logprobs
         self.phase = 1
         self.log: list[Logged] = []
         self.attempts: Counter[str] = Counter()
@@ -252,6 +255,12 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
             retry = {}
             if server.retry_after is not None:
                 retry = {"Retry-After": f"{server.retry_after:g}"}
+            if server.refuse_logprobs and (body.get("logprobs") or body.get("top_logprobs")):
+                self._send(
+                    400,
+                    _error("logprobs are not supported with this model", "invalid_request_error"),
+                )
+                return
             if action == "drop":
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -409,7 +409,7 @@ def test_other_errors(http: httpx.Client, client: OpenAI) -> None:
 
 
 def test_api_key_and_refusing_open_binds() -> None:
-    with ServeProcess("--api-key", "sekret") as server:
+    with ServeProcess("--api-key", "sekret", "--threads", "1") as server:
         assert httpx.get(f"{server.base}/health").status_code == 200
         for key in (None, "wrong"):
             headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -468,12 +468,25 @@ class Runner:
         return self.results_for(rows)
 
 
+_local = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop, kept across calls: HTTP clients' pooled connections belong to
+    one loop, so a Coder used call after call keeps its connections (and closes them cleanly)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _local.loop = loop
+    return loop
+
+
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine to completion from sync code, also inside Jupyter's running loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(_as_coro(make))
+        return _thread_loop().run_until_complete(_as_coro(make))
     box: dict[str, Any] = {}
 
     def target() -> None:

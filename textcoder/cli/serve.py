@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--n-ctx", type=int, help="context length (default: the model's, at most 8192)")
+    p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
     p.add_argument(
         "--max-request-bytes",
         type=int,
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..server import DEFAULT_MAX_BODY, ServerConfig, create_app
 
     info = resolve_model(args.model)
-    engine = LocalEngine(info, n_ctx=args.n_ctx)
+    engine = LocalEngine(info, n_ctx=args.n_ctx, n_threads=args.threads)
     names = args.served_model_name or [info.name]
     config = ServerConfig(
         served_names=names,

@@ -35,6 +35,7 @@ from .generate import (
     Event,
     Finished,
     GrammarError,
+    PromptCache,
     SamplingParams,
     TokenOut,
     check_grammar,
@@ -73,6 +74,7 @@ def create_app(engine: LocalEngine, config: ServerConfig) -> FastAPI:
     app = FastAPI(title="textcoder serve", docs_url=None, redoc_url=None, openapi_url=None)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcoder-engine")
     names = list(config.served_names)
+    cache = PromptCache(engine)
     try:
         created = int(os.path.getmtime(engine.info.path))
     except OSError:
@@ -219,7 +221,7 @@ def create_app(engine: LocalEngine, config: ServerConfig) -> FastAPI:
 
     def run(p: Prepared, emit: Any, cancel: threading.Event | None = None) -> int:
         try:
-            return generate_choices(engine, p.prompt, p.params, p.n, p.req.seed, emit, cancel)
+            return generate_choices(cache, p.prompt, p.params, p.n, p.req.seed, emit, cancel)
         except RequestError as exc:
             raise bad_request(str(exc), "messages") from None
 

@@ -218,7 +218,7 @@ class _Releaser:
 
 
 def generate_choices(
-    engine: LocalEngine,
+    cache: PromptCache,
     prompt: Sequence[int],
     params: SamplingParams,
     n: int,
@@ -229,16 +229,16 @@ def generate_choices(
     """Generate `n` choices after `prompt`, reporting each as events; the cached prompt tokens."""
     rngs = choice_rngs(seed, n)
     cached_first = 0
-    with engine.lock:
+    with cache.engine.lock:
         for index, rng in enumerate(rngs):
-            cached = _one_choice(engine, prompt, params, index, rng, emit, cancel)
+            cached = _one_choice(cache, prompt, params, index, rng, emit, cancel)
             if index == 0:
                 cached_first = cached
     return cached_first
 
 
 def _one_choice(
-    engine: LocalEngine,
+    cache: PromptCache,
     prompt: Sequence[int],
     params: SamplingParams,
     index: int,
@@ -248,7 +248,8 @@ def _one_choice(
 ) -> int:
     if cancel is not None and cancel.is_set():
         raise Cancelled
-    logits, cached = eval_prompt(engine, prompt)
+    engine = cache.engine
+    logits, cached = cache.eval(prompt)
     grammar = Grammar(engine, params.grammar) if params.grammar else None
     releaser = _Releaser(params.stop)
     counts: dict[int, int] = {}
@@ -310,24 +311,43 @@ def _one_choice(
     return cached
 
 
-def eval_prompt(engine: LocalEngine, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
-    """Like `LocalEngine.eval_prompt`, but the prompt's last logits always come from a batch
-    of at least 2 tokens: llama.cpp computes a 1-token batch with other kernels, and its
-    logprobs differ (up to 0.7 nats on SmolLM2 Q4_1) from the same prompt evaluated cold, so
-    a cached prefix would change answers. Returns the last logits and the cached tokens."""
-    llm = engine.llm
-    if len(tokens) >= engine.n_ctx:
-        raise RequestError(
-            f"the prompt is {len(tokens)} tokens, the model's context is {engine.n_ctx}"
-        )
-    common = 0
-    limit = max(0, min(llm.n_tokens, len(tokens) - 2))
-    cached = llm.input_ids[:limit]
-    while common < limit and cached[common] == tokens[common]:
-        common += 1
-    llm.n_tokens = common
-    llm.eval(list(tokens[common:]))
-    return engine.last_logits(), common
+class PromptCache:
+    """Evaluates prompts after the longest cached prefix, so that answers do not depend on it.
+
+    llama.cpp computes a 1-token batch with other kernels than a longer one, and the
+    logprobs differ (up to 0.7 nats on SmolLM2 Q4_1). So every prompt is evaluated as
+    [the uncached part but its last token, as one batch of >= 2 tokens] + [the last token
+    alone], and only positions that were computed inside such batches are reused: cold or
+    warm, each position's numbers come from the same kind of batch.
+    """
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self.engine = engine
+        self.batched = 0  # leading cache positions computed in multi-token batches
+
+    def eval(self, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
+        """The logits after `tokens`, and how many leading tokens came from the cache."""
+        engine, llm = self.engine, self.engine.llm
+        if not tokens:
+            raise RequestError("the prompt is empty")
+        if len(tokens) >= engine.n_ctx:
+            raise RequestError(
+                f"the prompt is {len(tokens)} tokens, the model's context is {engine.n_ctx}"
+            )
+        body = len(tokens) - 1  # everything but the last token
+        limit = min(llm.n_tokens, self.batched, body)
+        cached = llm.input_ids[:limit]
+        common = 0
+        while common < limit and cached[common] == tokens[common]:
+            common += 1
+        if body - common == 1:  # a 1-token batch would use the other kernels: take 2
+            common -= 1
+        llm.n_tokens = common
+        if body > common:
+            llm.eval(list(tokens[common:body]))
+        self.batched = body
+        llm.eval([tokens[body]])
+        return engine.last_logits(), common
 
 
 def _sample(work: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
