@@ -219,25 +219,24 @@ class TableWriter:
                 raise DataError(
                     f"{self.path}: writing excel needs an extra package: {exc}"
                 ) from None
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
+        self._close_handles()
         if not self.tmp.exists():
             self.tmp.touch()
         self.tmp.replace(self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; the output path is left as it was."""
+        self._close_handles()
+        self.tmp.unlink(missing_ok=True)
+
+    def _close_handles(self) -> None:
+        """Close the open text file or Parquet writer, if any."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
-        self.tmp.unlink(missing_ok=True)
 
 
 def default_output(data: str | Path) -> Path:
