@@ -56,6 +56,7 @@ class LocalEngine:
                     model_path=str(model.path),
                     n_ctx=n_ctx or 0,
                     n_threads=n_threads or os.cpu_count() or 1,
+                    n_threads_batch=n_threads or os.cpu_count() or 1,
                     n_batch=512,
                     verbose=False,
                 )
@@ -67,6 +68,7 @@ class LocalEngine:
                     model_path=str(model.path),
                     n_ctx=8192,
                     n_threads=n_threads or os.cpu_count() or 1,
+                    n_threads_batch=n_threads or os.cpu_count() or 1,
                     n_batch=512,
                     verbose=False,
                 )
