@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from .._exceptions import BackendError, RequestError, UsageError
 from ..prompt import Message
@@ -102,7 +103,11 @@ class OpenAIBackend(Backend):
             kwargs["n"] = params.n
         kwargs.update(params.extra)
         try:
-            resp = await self.client.chat.completions.create(**kwargs)
+            # the body is already plain JSON: skip the client's per-field request transform
+            # (a third of the CPU per row at high concurrency), keep its errors and parsing
+            resp = await self.client.post(
+                "/chat/completions", body=kwargs, cast_to=ChatCompletion
+            )
         except openai.BadRequestError as exc:
             raise RequestError(f"the server refused the request (400): {_message(exc)}") from exc
         except openai.APIStatusError as exc:
