@@ -34,7 +34,12 @@ def texts(n: int) -> list[str]:
 
 
 def coder(server: FlakyServer, store: Path | None = None, **kw: object) -> Coder:
-    opts: dict[str, object] = {"concurrency": 4, "timeout": 1.0, "store": store}
+    opts: dict[str, object] = {
+        "concurrency": 4,
+        "timeout": 1.0,
+        "store": store,
+        "scoring": "logprobs",
+    }
     opts.update(kw)
     return Coder(
         Codebook.from_yaml(BOOK),
@@ -125,7 +130,12 @@ def test_resume_sends_only_what_the_store_lacks(tmp_path: Path) -> None:
         assert [r.probs for r in again] == [r.probs for r in more]
         server.phase = 4  # another model: new keys, old answers kept
         other = Coder(
-            Codebook.from_yaml(BOOK), "gpt-4.1-mini", server.url, api_key="k", store=store
+            Codebook.from_yaml(BOOK),
+            "gpt-4.1-mini",
+            server.url,
+            "logprobs",
+            api_key="k",
+            store=store,
         )
         other.code_texts(texts(10), progress=False)
         other.close()
@@ -187,7 +197,9 @@ def test_cli_failed_rows_exit_nonzero_and_rerun_retries_them(tmp_path: Path) -> 
     ids = write_data(data, 12)
     args = [str(data), "-c", str(BOOK), "--id-column", "id", "--max-retries", "1"]
     with FlakyServer({"<r004>": ["500", "500"], "<r007>": ["400"]}) as server:
-        proc = textcoder("code", *args, "--base-url", server.url, "--concurrency", "3")
+        proc = textcoder(
+            "code", *args, "--base-url", server.url, "--concurrency", "3", "--scoring", "logprobs"
+        )
         assert proc.returncode == 1, proc.stderr
         assert "2 rows failed" in proc.stderr and "run the same command again" in proc.stderr
         out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
@@ -195,7 +207,7 @@ def test_cli_failed_rows_exit_nonzero_and_rerun_retries_them(tmp_path: Path) -> 
         assert [i for i, e in enumerate(out["sentiment_error"]) if e] == [4, 7]
         assert (tmp_path / "d.coded.csv.textcoder.sqlite").exists()
         server.phase = 2
-        proc = textcoder("code", *args, "--base-url", server.url)
+        proc = textcoder("code", *args, "--base-url", server.url, "--scoring", "logprobs")
         assert proc.returncode == 0, proc.stderr
         assert len(server.requests(phase=2)) == 2
         out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
@@ -237,6 +249,7 @@ def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: 
     store = tmp_path / "d.coded.csv.textcoder.sqlite"
     with FlakyServer(delay=0.05) as server:
         args = [str(data), "-c", str(BOOK), "--id-column", "id", "--base-url", server.url]
+        args += ["--scoring", "logprobs"]
         args += ["--concurrency", str(concurrency)]
         proc = _start_and_wait(["code", *args], store, 10)
         os.kill(proc.pid, getattr(signal, how))
