@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -39,13 +40,12 @@ class ServeProcess:
         self.url = f"{self.base}/v1"
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = ROOT / ".pytest_cache" / f"serve-{self.port}.log"
+        self._log = Path(tempfile.gettempdir()) / f"textcoder-serve-{self.port}.log"
 
     def start(self) -> ServeProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("OMP_NUM_THREADS", "2")
-        self._log.parent.mkdir(exist_ok=True)
         log = self._log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "textcoder", "serve", "--port", str(self.port), *self.args],
@@ -57,15 +57,18 @@ class ServeProcess:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"textcoder serve exited early:\n{self.output()}")
+                log = self.output()
+                self.stop()
+                raise RuntimeError(f"textcoder serve exited early:\n{log}")
             try:
                 if httpx.get(f"{self.base}/health", timeout=1.0).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.1)  # polling interval, not a wait for readiness
+        log = self.output()
         self.stop()
-        raise RuntimeError(f"textcoder serve not healthy in {self.startup_timeout} s:\n{self.output()}")
+        raise RuntimeError(f"textcoder serve not healthy in {self.startup_timeout} s:\n{log}")
 
     def output(self) -> str:
         try:
@@ -74,14 +77,14 @@ class ServeProcess:
             return ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.unlink(missing_ok=True)
 
     def __enter__(self) -> ServeProcess:
         return self.start()

@@ -71,3 +71,16 @@ def test_overlong_text_fails_alone(local_backend, sentiment_book: Codebook) -> N
     results = coder.code_texts([huge, TEXTS[1]], progress=False)
     assert results[0].error and "context" in results[0].error
     assert results[1].error is None and results[1].label
+
+
+def test_cached_prompt_scores_like_a_cold_one(local_backend) -> None:  # type: ignore[no-untyped-def]
+    """The same request twice in a row (the whole prompt cached) gives the same logprobs."""
+    messages = [{"role": "user", "content": "Is the sky blue? Answer yes or no."}]
+    params = CompletionParams(max_tokens=2, top_logprobs=5)
+    local_backend.complete_sync([{"role": "user", "content": "Something else entirely."}], params)
+    cold = local_backend.complete_sync(messages, params)
+    warm = local_backend.complete_sync(messages, params)
+    assert [t.top for t in warm.tokens] == pytest.approx([t.top for t in cold.tokens])
+    for a, b in zip(cold.tokens, warm.tokens, strict=True):
+        assert [x for x, _ in a.top] == [x for x, _ in b.top]
+        assert [lp for _, lp in a.top] == pytest.approx([lp for _, lp in b.top], abs=1e-6)

@@ -36,7 +36,10 @@ CLASSIFY = [
     {"role": "user", "content": "Text: '''I loved the new Batman movie!'''"},
 ]
 TRANSLATE = [
-    {"role": "system", "content": "Act as a translation system that translates English texts to French"},
+    {
+        "role": "system",
+        "content": "Act as a translation system that translates English texts to French",
+    },
     {"role": "user", "content": "Hello, how are you?"},
 ]
 
@@ -63,7 +66,9 @@ def post(http: httpx.Client, **body: Any) -> dict[str, Any]:
 def sse(http: httpx.Client, **body: Any) -> list[dict[str, Any]]:
     """The events of a streamed request (every chunk validated); asserts the framing."""
     events: list[dict[str, Any]] = []
-    with http.stream("POST", "/chat/completions", json={"model": "smollm2", "stream": True, **body}) as r:
+    with http.stream(
+        "POST", "/chat/completions", json={"model": "smollm2", "stream": True, **body}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()
@@ -97,7 +102,9 @@ def test_tutorial_translation_runs_unchanged(client: OpenAI, http: httpx.Client)
     assert response.model == "gpt-4o"
     assert response.choices[0].message.role == "assistant"
     assert isinstance(response.choices[0].message.content, str)
-    raw = http.post("/chat/completions", json={"model": "gpt-4o", "messages": TRANSLATE, "max_tokens": 8}).json()
+    raw = http.post(
+        "/chat/completions", json={"model": "gpt-4o", "messages": TRANSLATE, "max_tokens": 8}
+    ).json()
     ChatCompletion.model_validate(raw)
     assert raw["id"].startswith("chatcmpl-") and raw["object"] == "chat.completion"
     assert isinstance(raw["system_fingerprint"], str)
@@ -112,7 +119,12 @@ def test_tutorial_translation_runs_unchanged(client: OpenAI, http: httpx.Client)
 
 def test_tutorial_classification_logprobs(client: OpenAI) -> None:
     response = client.chat.completions.create(
-        model="gpt-4o", messages=CLASSIFY, logprobs=True, top_logprobs=20, max_tokens=3, temperature=0  # type: ignore[arg-type]
+        model="gpt-4o",
+        messages=CLASSIFY,
+        logprobs=True,
+        top_logprobs=20,
+        max_tokens=3,
+        temperature=0,  # type: ignore[arg-type]
     )
     first = response.choices[0].logprobs.content[0]  # type: ignore[union-attr,index]
     probs = {lp.token: math.exp(lp.logprob) for lp in first.top_logprobs}
@@ -151,7 +163,11 @@ def test_content_parts_and_developer_role(http: httpx.Client) -> None:
         http,
         messages=[
             {"role": "developer", "content": [{"type": "text", "text": SYSTEM}]},
-            {"role": "user", "content": [{"type": "text", "text": CLASSIFY[1]["content"]}], "name": "x"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": CLASSIFY[1]["content"]}],
+                "name": "x",
+            },
         ],
         max_tokens=5,
         temperature=0,
@@ -187,17 +203,27 @@ def test_n_and_seed(http: httpx.Client) -> None:
     assert a["choices"] == b["choices"]
     assert len({c["message"]["content"] for c in a["choices"]}) > 1
     c = post(http, messages=TRANSLATE, n=3, max_tokens=12, temperature=1.2, seed=8)
-    assert [x["message"]["content"] for x in c["choices"]] != [x["message"]["content"] for x in a["choices"]]
+    assert [x["message"]["content"] for x in c["choices"]] != [
+        x["message"]["content"] for x in a["choices"]
+    ]
     unseeded = post(http, messages=TRANSLATE, n=3, max_tokens=4, temperature=1.0)
     assert len(unseeded["choices"]) == 3
 
 
 def test_cached_prefix_is_reported_and_changes_nothing(http: httpx.Client) -> None:
-    cold = post(http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    cold = post(
+        http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3
+    )
     post(http, messages=CLASSIFY, max_tokens=1, temperature=0)
-    warm = post(http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    warm = post(
+        http, messages=TRANSLATE, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3
+    )
     assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
-    for x, y in zip(cold["choices"][0]["logprobs"]["content"], warm["choices"][0]["logprobs"]["content"], strict=True):
+    for x, y in zip(
+        cold["choices"][0]["logprobs"]["content"],
+        warm["choices"][0]["logprobs"]["content"],
+        strict=True,
+    ):
         assert x["bytes"] == y["bytes"] and abs(x["logprob"] - y["logprob"]) < 1e-4
 
 
@@ -205,10 +231,41 @@ def test_logit_bias_bans_and_forces(http: httpx.Client) -> None:
     base = post(http, messages=CLASSIFY, max_tokens=2, temperature=0, logprobs=True, top_logprobs=2)
     first = base["choices"][0]["logprobs"]["content"][0]
     ids = _token_ids(first["token"])  # the greedy first token's id: ban it, then force it
-    banned = post(http, messages=CLASSIFY, max_tokens=1, temperature=0, logit_bias={str(ids[0]): -100}, logprobs=True)
+    banned = post(
+        http,
+        messages=CLASSIFY,
+        max_tokens=1,
+        temperature=0,
+        logit_bias={str(ids[0]): -100},
+        logprobs=True,
+    )
     assert banned["choices"][0]["logprobs"]["content"][0]["bytes"] != first["bytes"]
-    forced = post(http, messages=CLASSIFY, max_tokens=1, temperature=0, logit_bias={str(ids[0]): 100}, logprobs=True)
+    forced = post(
+        http,
+        messages=CLASSIFY,
+        max_tokens=1,
+        temperature=0,
+        logit_bias={str(ids[0]): 100},
+        logprobs=True,
+    )
     assert forced["choices"][0]["logprobs"]["content"][0]["bytes"] == first["bytes"]
+
+
+def test_partial_utf8_token_keeps_its_raw_bytes(http: httpx.Client) -> None:
+    half = _token_ids("😀")[0]  # byte-level BPE: the emoji's first token is b"\xf0\x9f"
+    body: dict[str, Any] = {
+        "messages": CLASSIFY,
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": True,
+    }
+    raw = post(http, **body, logit_bias={str(half): 100})
+    tok = raw["choices"][0]["logprobs"]["content"][0]
+    assert tok["bytes"] == [0xF0, 0x9F]  # not the replacement character's bytes
+    assert raw["choices"][0]["message"]["content"] == "\ufffd"
+    events = sse(http, **body, logit_bias={str(half): 100})
+    chunks = [c for e in events for c in e["choices"]]
+    assert "".join(c["delta"].get("content") or "" for c in chunks) == "\ufffd"
 
 
 def _token_ids(token: str) -> list[int]:
@@ -230,13 +287,21 @@ class Sentiment(BaseModel):
 
 def test_json_schema_with_parse(client: OpenAI) -> None:
     done = client.chat.completions.parse(
-        model="smollm2", messages=CLASSIFY, response_format=Sentiment, max_tokens=40, temperature=0  # type: ignore[arg-type]
+        model="smollm2",
+        messages=CLASSIFY,
+        response_format=Sentiment,
+        max_tokens=40,
+        temperature=0,  # type: ignore[arg-type]
     )
     parsed = done.choices[0].message.parsed
     assert isinstance(parsed, Sentiment)
     with pytest.raises(LengthFinishReasonError):
         client.chat.completions.parse(
-            model="smollm2", messages=CLASSIFY, response_format=Sentiment, max_tokens=2, temperature=0  # type: ignore[arg-type]
+            model="smollm2",
+            messages=CLASSIFY,
+            response_format=Sentiment,
+            max_tokens=2,
+            temperature=0,  # type: ignore[arg-type]
         )
 
 
@@ -249,10 +314,58 @@ def test_json_schema_enum_and_json_object(http: httpx.Client) -> None:
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": True}}
     for seed in (1, 2):
-        raw = post(http, messages=CLASSIFY, max_tokens=30, temperature=1.0, seed=seed, response_format=fmt)
-        assert json.loads(raw["choices"][0]["message"]["content"])["label"] in schema["properties"]["label"]["enum"]  # type: ignore[index]
-    obj = post(http, messages=CLASSIFY, max_tokens=30, temperature=0, response_format={"type": "json_object"})
+        raw = post(
+            http, messages=CLASSIFY, max_tokens=30, temperature=1.0, seed=seed, response_format=fmt
+        )
+        assert (
+            json.loads(raw["choices"][0]["message"]["content"])["label"]
+            in schema["properties"]["label"]["enum"]
+        )  # type: ignore[index]
+    obj = post(
+        http,
+        messages=CLASSIFY,
+        max_tokens=30,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
     assert isinstance(json.loads(obj["choices"][0]["message"]["content"]), dict)
+
+
+def test_nested_schema_with_refs(http: httpx.Client) -> None:
+    schema = {
+        "$defs": {"code": {"type": "string", "enum": ["pos", "neg"]}},
+        "type": "object",
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {"$ref": "#/$defs/code"},
+                "minItems": 1,
+                "maxItems": 2,
+            },
+            "note": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}},
+                "required": ["ok"],
+            },
+        },
+        "required": ["items", "note"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "nested", "schema": schema}}
+    raw = post(http, messages=CLASSIFY, max_tokens=60, temperature=0.7, seed=3, response_format=fmt)
+    import jsonschema
+
+    assert raw["choices"][0]["finish_reason"] == "stop"
+    jsonschema.validate(json.loads(raw["choices"][0]["message"]["content"]), schema)
+
+
+def test_top_p_and_penalties(http: httpx.Client) -> None:
+    greedy = post(http, messages=TRANSLATE, max_tokens=8, temperature=0)
+    nucleus = post(http, messages=TRANSLATE, max_tokens=8, temperature=1.5, top_p=1e-9, seed=5)
+    assert nucleus["choices"][0]["message"] == greedy["choices"][0]["message"]
+    body: dict[str, Any] = {"messages": TRANSLATE, "max_tokens": 8, "temperature": 0.9, "seed": 11}
+    pen = {"presence_penalty": 1.5, "frequency_penalty": -0.5, "top_p": 0.9}
+    assert post(http, **body, **pen)["choices"] == post(http, **body, **pen)["choices"]
 
 
 # streaming ------------------------------------------------------------------------------------
@@ -260,7 +373,14 @@ def test_json_schema_enum_and_json_object(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize("stop", [None, ["ion"]])
 def test_stream_equals_non_stream(http: httpx.Client, stop: list[str] | None) -> None:
-    body: dict[str, Any] = {"messages": TRANSLATE, "max_tokens": 10, "temperature": 0, "logprobs": True, "top_logprobs": 5, "stop": stop}
+    body: dict[str, Any] = {
+        "messages": TRANSLATE,
+        "max_tokens": 10,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 5,
+        "stop": stop,
+    }
     whole = post(http, **body)
     events = sse(http, **body, stream_options={"include_usage": True})
     assert len({e["id"] for e in events}) == 1 and len({e["created"] for e in events}) == 1
@@ -285,18 +405,31 @@ def test_stream_without_usage_and_with_n(http: httpx.Client, client: OpenAI) -> 
         mine = [c for e in events for c in e["choices"] if c["index"] == i]
         assert [c["finish_reason"] for c in mine if c["finish_reason"]] == ["length"]
     with client.chat.completions.create(
-        model="gpt-4o", messages=TRANSLATE, max_tokens=4, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+        model="gpt-4o",
+        messages=TRANSLATE,
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
     ) as stream:
         chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
 
 
 def test_client_disconnect_frees_the_engine(http: httpx.Client, serve_url: str) -> None:
-    with httpx.Client(timeout=60) as other, other.stream(
-        "POST",
-        f"{serve_url}/chat/completions",
-        json={"model": "smollm2", "messages": TRANSLATE, "max_tokens": 4000, "stream": True, "temperature": 1.0},
-    ) as r:
+    with (
+        httpx.Client(timeout=60) as other,
+        other.stream(
+            "POST",
+            f"{serve_url}/chat/completions",
+            json={
+                "model": "smollm2",
+                "messages": TRANSLATE,
+                "max_tokens": 4000,
+                "stream": True,
+                "temperature": 1.0,
+            },
+        ) as r,
+    ):
         for line in r.iter_lines():
             if '"content"' in line:
                 break  # hang up after the first chunk
@@ -311,7 +444,14 @@ def test_concurrent_clients_all_served_identically(serve_url: str) -> None:
         with httpx.Client(timeout=120) as c:
             r = c.post(
                 f"{serve_url}/chat/completions",
-                json={"model": "smollm2", "messages": CLASSIFY, "max_tokens": 3, "temperature": 0, "logprobs": True, "top_logprobs": 5},
+                json={
+                    "model": "smollm2",
+                    "messages": CLASSIFY,
+                    "max_tokens": 3,
+                    "temperature": 0,
+                    "logprobs": True,
+                    "top_logprobs": 5,
+                },
             )
             results.append((r.status_code, r.json()["choices"]))
 
@@ -352,18 +492,48 @@ BAD: list[tuple[dict[str, Any], str | None]] = [
     ({"messages": [{"role": "user"}]}, "messages[0].content"),
     ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format.type"),
     ({"messages": MSG, "response_format": {"type": "json_schema"}}, "response_format.json_schema"),
-    ({"messages": MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "nonsense"}}}}, "response_format.json_schema.schema"),
-    ({"messages": MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "integer", "minimum": 3}}}}, "response_format.json_schema.schema"),
+    (
+        {
+            "messages": MSG,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "a", "schema": {"type": "nonsense"}},
+            },
+        },
+        "response_format.json_schema.schema",
+    ),
+    (
+        {
+            "messages": MSG,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "a", "schema": {"type": "integer", "minimum": 3}},
+            },
+        },
+        "response_format.json_schema.schema",
+    ),
     ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
     ({"messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "messages[0].content[0]"),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                }
+            ]
+        },
+        "messages[0].content[0]",
+    ),
     ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
 ]
 
 
 @pytest.mark.parametrize(("extra", "param"), BAD, ids=[p or "none" for _, p in BAD])
 @pytest.mark.parametrize("stream", [False, True])
-def test_bad_requests_are_400_in_the_envelope(http: httpx.Client, extra: dict[str, Any], param: str, stream: bool) -> None:
+def test_bad_requests_are_400_in_the_envelope(
+    http: httpx.Client, extra: dict[str, Any], param: str, stream: bool
+) -> None:
     body = {"model": "smollm2", **extra}
     if stream:
         body["stream"] = True
@@ -382,17 +552,28 @@ def test_bad_requests_are_400_in_the_envelope(http: httpx.Client, extra: dict[st
 def test_unsupported_features_say_so(client: OpenAI) -> None:
     with pytest.raises(BadRequestError, match="not supported"):
         client.chat.completions.create(
-            model="smollm2", messages=MSG, tools=[{"type": "function", "function": {"name": "f"}}]  # type: ignore[arg-type,list-item]
+            model="smollm2",
+            messages=MSG,
+            tools=[{"type": "function", "function": {"name": "f"}}],  # type: ignore[arg-type,list-item]
         )
     with pytest.raises(BadRequestError, match="images are not supported"):
         client.chat.completions.create(
             model="smollm2",
-            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                }
+            ],
         )
 
 
 def test_other_errors(http: httpx.Client, client: OpenAI) -> None:
-    r = http.post("/chat/completions", content=b'{"model": "smollm2", "messages": [', headers={"content-type": "application/json"})
+    r = http.post(
+        "/chat/completions",
+        content=b'{"model": "smollm2", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     r = http.post("/chat/completions", json={"messages": MSG})
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
@@ -400,7 +581,9 @@ def test_other_errors(http: httpx.Client, client: OpenAI) -> None:
         client.chat.completions.create(model="gpt-5", messages=MSG)  # type: ignore[arg-type]
     assert nf.value.code == "model_not_found"
     with pytest.raises(BadRequestError) as big:
-        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "word " * 9000}])
+        client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "word " * 9000}]
+        )
     assert big.value.code == "context_length_exceeded" and "8192" in big.value.message
     r = http.post("/chat/completions", content=b"x" * (4 * 1024 * 1024 + 1))
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
@@ -408,8 +591,8 @@ def test_other_errors(http: httpx.Client, client: OpenAI) -> None:
     assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
 
 
-def test_api_key_and_refusing_open_binds() -> None:
-    with ServeProcess("--api-key", "sekret", "--threads", "1") as server:
+def test_api_key_parallel_engines_and_refusing_open_binds(serve_url: str) -> None:
+    with ServeProcess("--api-key", "sekret", "--threads", "1", "--parallel", "2") as server:
         assert httpx.get(f"{server.base}/health").status_code == 200
         for key in (None, "wrong"):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -419,6 +602,27 @@ def test_api_key_and_refusing_open_binds() -> None:
             OpenAI(base_url=server.url, api_key="wrong", max_retries=0).models.list()
         ok = OpenAI(base_url=server.url, api_key="sekret", max_retries=0)
         assert ok.chat.completions.create(model="smollm2", messages=MSG, max_tokens=2).choices  # type: ignore[arg-type]
+        # two engines answering at once give what the one-engine server gives
+        body = {"model": "smollm2", "messages": CLASSIFY, "max_tokens": 3, "temperature": 0}
+        body |= {"logprobs": True, "top_logprobs": 5}
+        answers: list[Any] = []
+
+        def one() -> None:
+            r = httpx.post(
+                f"{server.url}/chat/completions",
+                json=body,
+                headers={"Authorization": "Bearer sekret"},
+                timeout=120,
+            )
+            answers.append(r.json()["choices"])
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        single = httpx.post(f"{serve_url}/chat/completions", json=body, timeout=120).json()
+        assert answers == [single["choices"]] * 4
     from textcoder.cli import main
 
     assert main(["serve", "--host", "0.0.0.0"]) == 1

@@ -133,7 +133,10 @@ class LocalEngine:
             )
         llm = self.llm
         common = 0
-        limit = min(llm.n_tokens, len(tokens) - 1)  # always evaluate >= 1 token for fresh logits
+        # always evaluate >= 2 tokens: llama.cpp's logits for a token evaluated alone differ
+        # from the same token in a batch (up to 0.7 nats on this build), so a prompt found
+        # whole in the cache would otherwise score differently from a cold one
+        limit = max(0, min(llm.n_tokens, len(tokens) - 2))
         cached = llm.input_ids[:limit]
         while common < limit and cached[common] == tokens[common]:
             common += 1

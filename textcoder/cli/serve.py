@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -26,7 +27,18 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--n-ctx", type=int, help="context length (default: the model's, at most 8192)")
-    p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for llama.cpp (default: all cores), shared by --parallel copies",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="copies of the model answering requests at once (default 1); each busy copy "
+        "gets an equal share of --threads",
+    )
     p.add_argument(
         "--max-request-bytes",
         type=int,
@@ -49,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
     from ..server import DEFAULT_MAX_BODY, ServerConfig, create_app
 
     info = resolve_model(args.model)
-    engine = LocalEngine(info, n_ctx=args.n_ctx, n_threads=args.threads)
+    if args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    threads = args.threads or os.cpu_count() or 1
+    engines = [LocalEngine(info, n_ctx=args.n_ctx, n_threads=threads) for _ in range(args.parallel)]
     names = args.served_model_name or [info.name]
     config = ServerConfig(
         served_names=names,
         api_key=args.api_key,
         max_body_bytes=args.max_request_bytes or DEFAULT_MAX_BODY,
+        threads=threads if args.parallel > 1 else None,
     )
-    app = create_app(engine, config)
+    app = create_app(engines, config)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"textcoder serve: {info.name} ({info.path.name}) as {', '.join(names)} "

@@ -1,8 +1,9 @@
-"""The FastAPI app: OpenAI's Chat Completions and Models routes over one local engine.
+"""The FastAPI app: OpenAI's Chat Completions and Models routes over local engines.
 
-Requests are validated on the event loop, then run one at a time on the engine in a single
-worker thread (a FIFO queue: many clients are all served, none gets an error), so the loop
-stays free to accept, stream and notice disconnects. Every response body is built as plain
+Requests are validated on the event loop, then run one at a time on each engine, in worker
+threads (one per engine; a FIFO queue: many clients are all served, none gets an error), so
+the loop stays free to accept, stream and notice disconnects. Several engines (copies of the
+same model, `--parallel`) answer several requests at once, each exactly as one engine would. Every response body is built as plain
 JSON and validated against the `openai` package's own types before it is sent.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import hmac
 import json
 import os
+import queue
 import threading
 import time
 import uuid
@@ -55,6 +57,8 @@ class ServerConfig:
     served_names: Sequence[str]
     api_key: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
+    #: CPU threads shared by the engines: each busy one gets threads // busy (None: fixed)
+    threads: int | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -69,12 +73,22 @@ class Prepared:
     logprobs: bool
 
 
-def create_app(engine: LocalEngine, config: ServerConfig) -> FastAPI:
-    """The app serving `engine` under the ids in `config.served_names`."""
+def create_app(engines: LocalEngine | Sequence[LocalEngine], config: ServerConfig) -> FastAPI:
+    """The app serving `engines` (copies of one model) under the ids in `config.served_names`."""
+    pool_list = [engines] if isinstance(engines, LocalEngine) else list(engines)
+    engine = pool_list[0]  # tokenizer, template and limits: the same in every copy
     app = FastAPI(title="textcoder serve", docs_url=None, redoc_url=None, openapi_url=None)
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textcoder-engine")
+    worker = ThreadPoolExecutor(max_workers=len(pool_list), thread_name_prefix="textcoder-engine")
     names = list(config.served_names)
-    cache = PromptCache(engine)
+    busy = [0]
+    busy_lock = threading.Lock()
+
+    def share() -> int:
+        return max(1, (config.threads or 1) // max(1, busy[0]))
+
+    pool: queue.LifoQueue[PromptCache] = queue.LifoQueue()
+    for e in reversed(pool_list):
+        pool.put(PromptCache(e, share if config.threads else None))
     try:
         created = int(os.path.getmtime(engine.info.path))
     except OSError:
@@ -221,7 +235,15 @@ def create_app(engine: LocalEngine, config: ServerConfig) -> FastAPI:
 
     def run(p: Prepared, emit: Any, cancel: threading.Event | None = None) -> int:
         try:
-            return generate_choices(cache, p.prompt, p.params, p.n, p.req.seed, emit, cancel)
+            cache = pool.get()  # the most recently used engine first: it likely holds the prefix
+            with busy_lock:
+                busy[0] += 1
+            try:
+                return generate_choices(cache, p.prompt, p.params, p.n, p.req.seed, emit, cancel)
+            finally:
+                with busy_lock:
+                    busy[0] -= 1
+                pool.put(cache)
         except RequestError as exc:
             raise bad_request(str(exc), "messages") from None
 

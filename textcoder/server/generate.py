@@ -115,11 +115,11 @@ class Grammar:
         self._llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._arr))
         size = int(self._arr.size)
         banned = np.zeros(n, dtype=bool)
-        sel = self._data[:size]
-        banned[sel.id[~np.isfinite(sel.logit)]] = True
+        ids = np.asarray(self._data["id"][:size])
+        banned[ids[~np.isfinite(np.asarray(self._data["logit"][:size]))]] = True
         if size < n:  # tokens dropped from the array are forbidden too
             kept = np.zeros(n, dtype=bool)
-            kept[sel.id] = True
+            kept[ids] = True
             banned |= ~kept
         out = logits.copy()
         out[banned] = -np.inf
@@ -129,7 +129,7 @@ class Grammar:
         self._llama_cpp.llama_sampler_accept(self._ptr, token)
 
     def close(self) -> None:
-        if self._ptr:
+        if getattr(self, "_ptr", None):
             self._llama_cpp.llama_sampler_free(self._ptr)
             self._ptr = None
 
@@ -299,6 +299,7 @@ def _one_choice(
                 emit(Finished(index, "stop", produced))
                 return cached
             if step + 1 < limit:
+                cache.tune()
                 engine.llm.eval([tok])
                 logits = engine.last_logits()
     finally:
@@ -321,12 +322,27 @@ class PromptCache:
     warm, each position's numbers come from the same kind of batch.
     """
 
-    def __init__(self, engine: LocalEngine) -> None:
+    def __init__(self, engine: LocalEngine, threads: Callable[[], int] | None = None) -> None:
         self.engine = engine
         self.batched = 0  # leading cache positions computed in multi-token batches
+        self.threads = threads  # how many CPU threads this engine may use now
+        self._n_threads = 0
+        self._last: tuple[tuple[int, ...], np.ndarray] | None = None  # prompt, its logits
+
+    def tune(self) -> None:
+        """Give the engine the threads it may use now (the same numbers whatever the count)."""
+        if self.threads is None:
+            return
+        n = self.threads()
+        if n != self._n_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.engine.llm._ctx.ctx, n, n)
+            self._n_threads = n
 
     def eval(self, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
         """The logits after `tokens`, and how many leading tokens came from the cache."""
+        self.tune()
         engine, llm = self.engine, self.engine.llm
         if not tokens:
             raise RequestError("the prompt is empty")
@@ -334,6 +350,15 @@ class PromptCache:
             raise RequestError(
                 f"the prompt is {len(tokens)} tokens, the model's context is {engine.n_ctx}"
             )
+        key = tuple(tokens)
+        if (
+            self._last is not None
+            and self._last[0] == key
+            and llm.n_tokens >= len(key)
+            and np.array_equal(llm.input_ids[: len(key)], tokens)
+        ):  # the same prompt again (n choices, a repeated request): its cache is intact
+            llm.n_tokens = len(key)
+            return self._last[1].copy(), len(key)
         body = len(tokens) - 1  # everything but the last token
         limit = min(llm.n_tokens, self.batched, body)
         cached = llm.input_ids[:limit]
@@ -347,7 +372,9 @@ class PromptCache:
             llm.eval(list(tokens[common:body]))
         self.batched = body
         llm.eval([tokens[body]])
-        return engine.last_logits(), common
+        logits = engine.last_logits()
+        self._last = (key, logits.copy())
+        return logits, common
 
 
 def _sample(work: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
