@@ -80,7 +80,7 @@ def test_cached_prompt_scores_like_a_cold_one(local_backend) -> None:  # type: i
     local_backend.complete_sync([{"role": "user", "content": "Something else entirely."}], params)
     cold = local_backend.complete_sync(messages, params)
     warm = local_backend.complete_sync(messages, params)
-    assert [t.top for t in warm.tokens] == pytest.approx([t.top for t in cold.tokens])
+    assert len(warm.tokens) == len(cold.tokens) > 0
     for a, b in zip(cold.tokens, warm.tokens, strict=True):
         assert [x for x, _ in a.top] == [x for x, _ in b.top]
         assert [lp for _, lp in a.top] == pytest.approx([lp for _, lp in b.top], abs=1e-6)
