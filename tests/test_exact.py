@@ -7,6 +7,7 @@ depend on the order of texts, and leave the engine's generation state intact.
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +64,15 @@ def _reference(model_path: Path):  # type: ignore[no-untyped-def]
     from llama_cpp import Llama
 
     if model_path not in _REF:
-        _REF[model_path] = Llama(
+        llm = Llama(
             model_path=str(model_path),
             n_ctx=512,
             logits_all=True,
             n_threads=2,
             verbose=False,
         )
+        weakref.finalize(llm, llm.close)  # closed before llama_cpp is torn down at exit
+        _REF[model_path] = llm
     return _REF[model_path]
 
 

@@ -9,6 +9,7 @@ thus costs its own tokens plus the continuations' tokens, whatever the codebook'
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -81,6 +82,14 @@ class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
 
 
+def _free(batch: Any, ctx: Any) -> None:
+    """Release a scorer's llama.cpp batch and context."""
+    import llama_cpp
+
+    llama_cpp.llama_batch_free(batch)
+    ctx.close()
+
+
 class ExactScorer:
     """Scores continuations of chat prompts on one `LocalEngine`, keeping prefixes cached."""
 
@@ -99,19 +108,12 @@ class ExactScorer:
             add_generation_prompt=False,
         )
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        # free the batch and context before interpreter shutdown tears llama_cpp down
+        weakref.finalize(self, _free, self._batch, self.ctx)
         self._prefix_tokens: dict[str, list[int]] = {}
         self._cached_prefix: tuple[int, ...] = ()
         self.stats = ExactStats()
 
-    def __del__(self) -> None:
-        try:
-            import llama_cpp
-        except ImportError:  # interpreter shutting down
-            return
-        batch = getattr(self, "_batch", None)
-        if batch is not None:
-            llama_cpp.llama_batch_free(batch)
-            self._batch = None
 
     # -- tokens --------------------------------------------------------------------------
 

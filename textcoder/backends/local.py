@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -72,6 +73,8 @@ class LocalEngine:
                     n_batch=512,
                     verbose=False,
                 )
+        # close the model before interpreter shutdown tears llama_cpp down (else a traceback)
+        weakref.finalize(self, self.llm.close)
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(f"{model.path}: the GGUF has no chat template in its metadata")
