@@ -138,3 +138,12 @@ def test_capability_detection_picks_sample_without_logprobs() -> None:
         coder = Coder(book1, base_url=server.url, model="some-model")
         assert coder.capabilities.logprobs is True and coder.scoring == "logprobs"
         coder.close()
+
+
+def test_joint_on_the_embedded_engine_is_enforced_by_grammar(local_backend) -> None:  # type: ignore[no-untyped-def]
+    coder = Coder(book("joint"), backend=local_backend, scoring="text")
+    assert coder.capabilities.json_schema is True and not coder.notes
+    result = coder.code("Ich bin heute sehr traurig")
+    answer = json.loads(result["language"].raw)
+    assert answer in ("english", "german")
+    assert result["language"].label == answer and result["mood"].label in ("happy", "sad")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -24,20 +24,8 @@ import numpy as np
 from .._exceptions import BackendError, ModelError, RequestError
 from ..models import LocalModel, resolve_model
 from ..prompt import Message
-from .base import Backend, Completion, CompletionParams, TokenLogprob
+from .base import Backend, Capabilities, Completion, CompletionParams, TokenLogprob
 from .llama_exact import ContinuationScores, ExactScorer
-
-
-@dataclass(frozen=True)
-class Generated:
-    """Tokens generated for one prompt, with the logprob data the Chat API reports."""
-
-    token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]
-    top: tuple[tuple[tuple[int, float], ...], ...]
-    finish_reason: str
-    prompt_tokens: int
-    cached_tokens: int
 
 
 class LocalEngine:
@@ -126,73 +114,10 @@ class LocalEngine:
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
-    def eval_prompt(self, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
-        """Evaluate `tokens` after the longest prefix already in the cache; the last logits."""
-        if not tokens:
-            raise RequestError("the prompt is empty")
-        if len(tokens) >= self.n_ctx:
-            raise RequestError(
-                f"the prompt is {len(tokens)} tokens, the model's context is {self.n_ctx}"
-            )
-        llm = self.llm
-        common = 0
-        # always evaluate >= 2 tokens: llama.cpp's logits for a token evaluated alone differ
-        # from the same token in a batch (up to 0.7 nats on this build), so a prompt found
-        # whole in the cache would otherwise score differently from a cold one
-        limit = max(0, min(llm.n_tokens, len(tokens) - 2))
-        cached = llm.input_ids[:limit]
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
-        llm.n_tokens = common
-        llm.eval(list(tokens[common:]))
-        return self.last_logits(), common
-
     def last_logits(self) -> np.ndarray:
         """A copy of the logits after the last evaluated token."""
         ptr = self.llm._ctx.get_logits_ith(-1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
-
-    def generate(
-        self,
-        prompt_tokens: Sequence[int],
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_logprobs: int = 0,
-        seed: int | None = None,
-    ) -> Generated:
-        """Generate up to `max_tokens` tokens after the prompt (greedy at temperature 0)."""
-        rng = np.random.default_rng(seed)
-        with self.lock:
-            logits, cached = self.eval_prompt(prompt_tokens)
-            ids: list[int] = []
-            lps: list[float] = []
-            tops: list[tuple[tuple[int, float], ...]] = []
-            finish = "length"
-            room = self.n_ctx - len(prompt_tokens)
-            for _ in range(min(max_tokens, room)):
-                logp = _log_softmax(logits)
-                if temperature <= 0:
-                    tok = int(np.argmax(logp))
-                else:
-                    z = logits / temperature
-                    p = np.exp(z - z.max())
-                    tok = int(rng.choice(self.n_vocab, p=p / p.sum()))
-                if self.is_eog(tok):
-                    finish = "stop"
-                    break
-                ids.append(tok)
-                lps.append(float(logp[tok]))
-                if top_logprobs > 0:
-                    idx = np.argpartition(-logp, top_logprobs)[:top_logprobs]
-                    idx = idx[np.argsort(-logp[idx], kind="stable")]
-                    tops.append(tuple((int(i), float(logp[i])) for i in idx))
-                else:
-                    tops.append(())
-                self.llm.eval([tok])
-                logits = self.last_logits()
-            return Generated(
-                tuple(ids), tuple(lps), tuple(tops), finish, len(prompt_tokens), cached
-            )
 
 
 class LocalBackend(Backend):
@@ -205,13 +130,21 @@ class LocalBackend(Backend):
     def __init__(
         self, model: str | None = None, n_ctx: int | None = None, n_threads: int | None = None
     ) -> None:
+        from .llama_generate import PromptCache
+
         self.info = resolve_model(model)
         self.engine = LocalEngine(self.info, n_ctx=n_ctx, n_threads=n_threads)
+        #: evaluates prompts after the cached prefix, the same way cold or warm
+        self.prompts = PromptCache(self.engine)
         self._exact: ExactScorer | None = None
 
     @property
     def model(self) -> str:
         return self.info.name
+
+    def capabilities(self) -> Capabilities:
+        """Logprobs, top_logprobs, n choices and json_schema (by grammar): all honoured."""
+        return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=True)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -248,46 +181,50 @@ class LocalBackend(Backend):
         )
 
     def complete_sync(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
-        """Answer one chat request in this thread (`n` choices: seeds seed, seed+1, ...)."""
+        """Answer one chat request in this thread, with the generator `textcoder serve` uses
+        (so answers and logprobs equal the server's); `response_format` is enforced by grammar."""
+        from .llama_generate import Delta, Event, Finished, SamplingParams, generate_choices
+
         engine = self.engine
         tokens = engine.tokenize(engine.render(messages))
-        gens = []
-        for i in range(max(1, params.n)):
-            try:
-                gens.append(
-                    engine.generate(
-                        tokens,
-                        max_tokens=params.max_tokens,
-                        temperature=params.temperature,
-                        top_logprobs=params.top_logprobs if params.logprobs else 0,
-                        seed=None if params.seed is None else params.seed + i,
-                    )
-                )
-            except (RuntimeError, OSError) as exc:
-                raise BackendError(f"llama.cpp failed: {exc}") from exc
-        texts = tuple(
-            b"".join(engine.piece(t) for t in g.token_ids).decode("utf-8", errors="replace")
-            for g in gens
+        n = max(1, params.n)
+        sampling = SamplingParams(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_logprobs=params.top_logprobs if params.logprobs else 0,
+            grammar=_grammar(params.extra.get("response_format")),
         )
-        gen, text = gens[0], texts[0]
-        toks: tuple[TokenLogprob, ...] = ()
-        if params.logprobs:
-            toks = tuple(
-                TokenLogprob(
-                    token=_text(engine.piece(t)),
-                    logprob=lp,
-                    top=tuple((_text(engine.piece(a)), alp) for a, alp in top),
-                )
-                for t, lp, top in zip(gen.token_ids, gen.logprobs, gen.top, strict=True)
-            )
+        pieces: list[list[bytes]] = [[] for _ in range(n)]
+        toks: list[list[TokenLogprob]] = [[] for _ in range(n)]
+        finish: list[str | None] = [None] * n
+        produced = [0] * n
+
+        def collect(event: Event) -> None:
+            if isinstance(event, Delta):
+                for t in event.tokens:
+                    pieces[event.index].append(t.piece)
+                    toks[event.index].append(
+                        TokenLogprob(
+                            _text(t.piece), t.logprob, tuple((_text(b), lp) for _, b, lp in t.top)
+                        )
+                    )
+            elif isinstance(event, Finished):
+                finish[event.index] = event.finish_reason
+                produced[event.index] = event.completion_tokens
+
+        try:
+            generate_choices(self.prompts, tokens, sampling, n, params.seed, collect)
+        except (RuntimeError, OSError) as exc:
+            raise BackendError(f"llama.cpp failed: {exc}") from exc
+        texts = tuple(b"".join(p).decode("utf-8", errors="replace") for p in pieces)
         return Completion(
-            text=text,
-            tokens=toks,
+            text=texts[0],
+            tokens=tuple(toks[0]) if params.logprobs else (),
             model=self.model,
             system_fingerprint=engine.fingerprint,
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=sum(len(g.token_ids) for g in gens),
-            finish_reason=gen.finish_reason,
+            prompt_tokens=len(tokens),
+            completion_tokens=sum(produced),
+            finish_reason=finish[0],
             choices=texts,
         )
 
@@ -295,13 +232,23 @@ class LocalBackend(Backend):
         return await asyncio.to_thread(self.complete_sync, messages, params)
 
 
+def _grammar(response_format: object) -> str | None:
+    """A GBNF grammar for a `response_format` (json_object or json_schema), else None."""
+    if not isinstance(response_format, dict) or response_format.get("type") == "text":
+        return None
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema: object = {"type": "object"}
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or schema
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except (ValueError, AssertionError, KeyError, TypeError, RecursionError) as exc:
+        raise RequestError(f"cannot enforce this JSON Schema with a grammar: {exc}") from None
+
+
 def _text(piece: bytes) -> str:
     return piece.decode("utf-8", errors="replace")
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max()
-    return z - np.log(np.exp(z).sum())  # type: ignore[no-any-return]
 
 
 def _file_digest(path: os.PathLike[str] | str, chunk: int = 1 << 20) -> str:

@@ -29,9 +29,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._exceptions import RequestError
-from ..backends.local import LocalEngine
-from .errors import APIError, bad_request
-from .generate import (
+from ..backends.llama_generate import (
     Cancelled,
     Delta,
     Event,
@@ -43,6 +41,8 @@ from .generate import (
     check_grammar,
     generate_choices,
 )
+from ..backends.local import LocalEngine
+from .errors import APIError, bad_request
 from .schemas import ChatRequest, parse_request, template_messages
 from .structured import response_format_grammar
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._exceptions import RequestError
-from ..backends.local import LocalEngine
+from .local import LocalEngine
 
 #: OpenAI's floor for a logprob ("-9999.0 if not within the top 20")
 LOGPROB_FLOOR = -9999.0
