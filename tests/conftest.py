@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,13 @@ from textcoder import Codebook
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def textcoder(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m textcoder ARGS` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "textcoder", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="session")

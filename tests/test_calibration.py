@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from textcoder.results import result_columns
 from textcoder.runner import empty_result, failed_result
 
 from .conftest import EXAMPLES
+from .conftest import textcoder as textcoder_cli
 
 BIAS = np.array([0.6, 0.25, 0.15])
 
@@ -271,12 +270,6 @@ def test_coder_calibrates_with_content_free_inputs(
     assert again.code_frame(df, progress=False).equals(out)  # deterministic
     with pytest.raises(UsageError, match="unknown calibration"):
         Coder(sentiment_book, backend=local_backend, calibrate="platt")
-
-
-def textcoder_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "textcoder", *args], capture_output=True, text=True
-    )
 
 
 def test_cli_fit_with_gold(tmp_path: Path) -> None:

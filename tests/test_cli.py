@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from .conftest import EXAMPLES
-
-
-def textcoder(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "textcoder", *args], capture_output=True, text=True, cwd=cwd
-    )
+from .conftest import EXAMPLES, textcoder
 
 
 def test_code_writes_table_and_manifest(tmp_path: Path) -> None:

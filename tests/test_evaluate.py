@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import krippendorff
@@ -26,7 +25,7 @@ from sklearn.metrics import (
 from textcoder import Codebook
 from textcoder.evaluate import evaluate, load_coded
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, textcoder
 
 LABELS = ["negative", "neutral", "positive"]
 HEADLINE = (
@@ -81,12 +80,6 @@ def write_coded(df: pd.DataFrame, path: Path, scale: str = "nominal") -> Path:
     }
     path.with_name(path.name + ".manifest.json").write_text(json.dumps(manifest))
     return path
-
-
-def textcoder(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "textcoder", *args], capture_output=True, text=True
-    )
 
 
 @pytest.fixture

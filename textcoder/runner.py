@@ -162,6 +162,9 @@ class Runner:
         self.split_n = split_n
         self.notes: list[str] = []
         self._progress: Progress | None = None
+        fingerprint = backend.describe().get("system_fingerprint")
+        #: the engine's fingerprint where it is known up front (the local engine's)
+        self._fingerprint = str(fingerprint) if fingerprint else None
 
     def note(self, message: str) -> None:
         """Say something once per run (on the progress line or stderr), and keep it for the manifest."""
@@ -196,24 +199,28 @@ class Runner:
         )
         if self.limiter is not None:
             self.limiter.correct(estimate, completion.prompt_tokens + completion.completion_tokens)
+        self._record(
+            completion.model,
+            completion.system_fingerprint,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        )
+        return completion
+
+    def _record(
+        self, model: str, fingerprint: str | None, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Count one request in the run's statistics and in this variable's stored usage."""
         prev = _usage.get()
         pt, ct = (prev[2], prev[3]) if prev is not None else (0, 0)
-        _usage.set(
-            (
-                completion.model,
-                completion.system_fingerprint,
-                pt + completion.prompt_tokens,
-                ct + completion.completion_tokens,
-            )
-        )
+        _usage.set((model, fingerprint, pt + prompt_tokens, ct + completion_tokens))
         self.stats.requests += 1
-        self.stats.prompt_tokens += completion.prompt_tokens
-        self.stats.completion_tokens += completion.completion_tokens
-        if completion.model:
-            self.stats.models.add(completion.model)
-        if completion.system_fingerprint:
-            self.stats.fingerprints.add(completion.system_fingerprint)
-        return completion
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        if model:
+            self.stats.models.add(model)
+        if fingerprint:
+            self.stats.fingerprints.add(fingerprint)
 
     async def _answers(self, messages: Sequence[Message], params: CompletionParams) -> list[str]:
         """`params.n` answers: one request where the backend honours `n`, else n requests."""
@@ -306,14 +313,7 @@ class Runner:
             )
         except TextcoderError as exc:
             return failed_result(variable, str(exc))
-        prev = _usage.get()
-        _usage.set((self.backend.model, None, (prev[2] if prev else 0) + scored.prompt_tokens, 0))
-        self.stats.requests += 1
-        self.stats.prompt_tokens += scored.prompt_tokens
-        self.stats.models.add(self.backend.model)
-        fingerprint = self.backend.describe().get("system_fingerprint")
-        if fingerprint:
-            self.stats.fingerprints.add(str(fingerprint))
+        self._record(self.backend.model, self._fingerprint, scored.prompt_tokens, 0)
         return exact_result(variable, variants, scored.logprobs)
 
     async def code_text(self, text: str) -> CodeResult:

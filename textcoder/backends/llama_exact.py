@@ -114,7 +114,6 @@ class ExactScorer:
         self._cached_prefix: tuple[int, ...] = ()
         self.stats = ExactStats()
 
-
     # -- tokens --------------------------------------------------------------------------
 
     def split(self, messages: Sequence[Message], n_prefix: int) -> tuple[list[int], list[int]]:

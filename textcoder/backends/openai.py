@@ -105,9 +105,7 @@ class OpenAIBackend(Backend):
         try:
             # the body is already plain JSON: skip the client's per-field request transform
             # (a third of the CPU per row at high concurrency), keep its errors and parsing
-            resp = await self.client.post(
-                "/chat/completions", body=kwargs, cast_to=ChatCompletion
-            )
+            resp = await self.client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
         except openai.BadRequestError as exc:
             raise RequestError(f"the server refused the request (400): {_message(exc)}") from exc
         except openai.APIStatusError as exc:
