@@ -45,6 +45,20 @@ def test_openai_model_is_priced(tmp_path: Path, sentiment_book: Codebook) -> Non
     assert any("prices of" in line for line in report.lines())
 
 
+def test_openai_models_count_with_tiktoken_offline(
+    tmp_path: Path, sentiment_book: Codebook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tiktoken's encodings come from the installed package: exact counts with no network."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a cold cache
+    report = estimate(data(tmp_path), sentiment_book, "gpt-4o-mini")
+    assert report.exact and report.tokenizer == "o200k_base"
+    assert estimate(data(tmp_path), sentiment_book, "gpt-4").tokenizer == "cl100k_base"
+    from textcoder.estimate import _tiktoken_counter
+
+    count, _, exact = _tiktoken_counter("gpt-4o")
+    assert exact and count("hello world") == 2
+
+
 def test_price_lookup() -> None:
     assert price_for("gpt-4.1-mini")[0] == "gpt-4.1-mini"  # type: ignore[index]
     assert price_for("gpt-4.1-2025-04-14")[0] == "gpt-4.1"  # type: ignore[index]

@@ -41,14 +41,12 @@ def likert() -> Codebook:
 def brute_force(model_path: Path, tokens: list[int], variant_tokens: list[int]) -> float:
     """log P(variant | prompt) from a fresh llama-cpp-python model, nothing cached between calls.
 
-    The prompt goes in one batch and the variant one token at a time, as the scorer does:
-    llama.cpp's batched and single-token kernels differ by ~1e-3 nats on this model.
+    The prompt and the variant go in one batch (the scorer never decodes a lone token:
+    llama.cpp's batched and single-token kernels differ by ~1e-3 nats on this model).
     """
     llm = _reference(model_path)
     llm.reset()
-    llm.eval(tokens)
-    for tok in variant_tokens[:-1]:
-        llm.eval([tok])
+    llm.eval([*tokens, *variant_tokens[:-1]])
     total = 0.0
     for i, tok in enumerate(variant_tokens):
         z = np.asarray(llm.scores[len(tokens) - 1 + i], dtype=np.float64)
@@ -155,6 +153,61 @@ def test_many_categories_score_like_one_at_a_time(local_backend) -> None:  # typ
     ]
     assert np.allclose(together.logprobs[:6], [a.logprobs[0] for a in alone], atol=1e-6)
     assert together.cached_tokens > 0 and together.prompt_tokens == alone[0].prompt_tokens
+
+
+def test_template_head_is_cached_and_changes_nothing(local_backend, likert: Codebook) -> None:  # type: ignore[no-untyped-def]
+    """The user turn's opening and the template's text before {text} join the cached prefix;
+    scores equal those with only the system message cached, and the brute force's. Where the
+    text's first characters merge with the head's last token, only the system part is cached."""
+    scorer = local_backend.exact_scorer()
+    spaced = likert.model_copy(update={"template": "Text {text}"})  # " hello" is one token
+    cases = [(likert, t, True) for t in (TEXTS[0], "'quoted' text", "'''triple")]
+    cases += [(spaced, "hello there", False), (spaced, "\nhello", True)]
+    for book, text, head_cached in cases:
+        var = book.variables[0]
+        head = book.template.split("{text}", 1)[0]
+        conts = [v for _, v in variants_for(var)]
+        messages = build_messages(book, text, var)
+        n = len(messages) - 1
+        before = scorer.stats.without_head
+        with_head = local_backend.score_continuations_sync(messages, conts, n, head)
+        plain = local_backend.score_continuations_sync(messages, conts, n)
+        system, full = scorer.split(messages, n)
+        if head_cached:
+            head_tokens = local_backend.engine.tokenize(scorer.head_text(messages, head))
+            assert full[: len(head_tokens)] == head_tokens
+            assert with_head.cached_tokens == len(head_tokens) > len(system) + 2
+        else:
+            assert scorer.stats.without_head == before + 1
+            assert with_head.cached_tokens == len(system)
+        assert plain.cached_tokens == len(system)
+        assert np.allclose(with_head.logprobs, plain.logprobs, atol=1e-4)
+        vt = scorer.continuation_tokens(conts[0])
+        assert with_head.logprobs[0] == pytest.approx(
+            brute_force(local_backend.info.path, full, vt), abs=1e-4
+        )
+
+
+def test_each_variables_prefix_is_evaluated_once(local_backend) -> None:  # type: ignore[no-untyped-def]
+    """A codebook with two variables keeps both prefixes cached: coding more texts evaluates
+    no prefix again."""
+    book = Codebook.from_dict(
+        {
+            "instructions": f"Code the two variables (prefix test {id(local_backend)}).",
+            "variables": [
+                {"name": "stance", "categories": SCALE[:3]},
+                {"name": "topic", "categories": ["tax", "transport", "schools"]},
+            ],
+        }
+    )
+    coder = Coder(book, backend=local_backend, scoring="exact")
+    before = local_backend.describe()["exact"]["prefixes_evaluated"]
+    first = coder.code_texts(TEXTS[:3], progress=False)
+    assert local_backend.describe()["exact"]["prefixes_evaluated"] == before + 2
+    again = coder.code_texts(TEXTS[:3], progress=False)
+    assert local_backend.describe()["exact"]["prefixes_evaluated"] == before + 2
+    for a, b in zip(first, again, strict=True):
+        assert a["stance"].probs == b["stance"].probs and a["topic"].probs == b["topic"].probs
 
 
 def test_generation_state_survives_exact_scoring(local_backend, likert: Codebook) -> None:  # type: ignore[no-untyped-def]

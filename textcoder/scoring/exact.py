@@ -23,7 +23,11 @@ class ContinuationScorer(Protocol):
     """An engine that gives log P(continuation | prompt): what `exact` needs (the local one)."""
 
     async def score_continuations(
-        self, messages: Sequence[Message], continuations: Sequence[str], n_prefix: int
+        self,
+        messages: Sequence[Message],
+        continuations: Sequence[str],
+        n_prefix: int,
+        head: str = "",
     ) -> ScoredContinuations: ...
 
 
