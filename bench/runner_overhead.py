@@ -197,9 +197,6 @@ def make_table(path: Path, rows: int) -> None:
             w.writerow([f"r{i}", f"{' '.join(words)} #{i}"])
 
 
-#: coders kept to the end: a dropped one's HTTP client is collected after its event loop has
-#: closed, and asyncio then prints "Event loop is closed" tracebacks into the table's output
-_KEEP: list[Any] = []
 
 
 def code_rows(
@@ -217,7 +214,6 @@ def code_rows(
         timeout=120.0,
     )
     # timed by CPU, not wall clock: other processes on a shared machine do not inflate it
-    _KEEP.append(coder)
     prof = cProfile.Profile(time.process_time) if profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if prof is not None:
@@ -226,6 +222,7 @@ def code_rows(
     if prof is not None:
         prof.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    coder.close()  # its connection pool, while its event loop still runs
     if stats.failed or stats.requests != stats.rows:
         raise RuntimeError(f"{stats.failed} failed, {stats.requests} requests for {stats.rows}")
     if prof is not None:

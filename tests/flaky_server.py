@@ -26,8 +26,9 @@ from typing import Any
 
 from openai.types.chat import ChatCompletion
 
-#: actions: ok, 429, 500, 503, 400, drop (close without answering), slow (answer late)
-ACTIONS = ("ok", "429", "500", "503", "400", "drop", "slow")
+#: actions: ok, 429, 500, 503, 400, drop (close without answering), slow (answer late),
+#: html (a 200 whose body is a proxy's HTML page), nochoices (a 200 completion with no choices)
+ACTIONS = ("ok", "429", "500", "503", "400", "drop", "slow", "html", "nochoices")
 
 
 @dataclass
@@ -275,6 +276,12 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
                 self._send(int(action), _error("The server had an error", "server_error"), retry)
             elif action == "400":
                 self._send(400, _error("Invalid 'messages'", "invalid_request_error"))
+            elif action == "html":
+                self._send(200, b"<html><body>Gateway says hello</body></html>")
+            elif action == "nochoices":
+                self._send(
+                    200, json.dumps({**server.completion(body, key), "choices": []}).encode()
+                )
             else:
                 if action == "slow":
                     time.sleep(server.slow_seconds)

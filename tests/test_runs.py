@@ -110,6 +110,20 @@ def test_a_400_is_not_retried_and_the_next_run_retries_only_failures(tmp_path: P
         ]
 
 
+def test_a_broken_answer_fails_its_row_clearly_and_no_other(tmp_path: Path) -> None:
+    plan = {"<r001>": ["html"], "<r003>": ["nochoices"]}
+    with FlakyServer(plan) as server:
+        c = coder(server, tmp_path / "s.sqlite")
+        results = c.code_texts(texts(5), progress=False)
+        c.close()
+    assert "not JSON" in (results[1].error or "") and "Gateway says hello" in (
+        results[1].error or ""
+    )
+    assert "no choices" in (results[3].error or "")
+    assert [i for i, r in enumerate(results) if r.error] == [1, 3]
+    assert all(abs(sum(r.probs.values()) + r.other - 1) < 1e-9 for r in (results[0], results[2]))
+
+
 # resume ---------------------------------------------------------------------------------------
 
 
