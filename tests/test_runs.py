@@ -332,12 +332,47 @@ def test_code_file_streams_a_generated_table(tmp_path: Path) -> None:
     out = tmp_path / "big.coded.jsonl"
     with FlakyServer(validate=False) as server:
         c = coder(server, concurrency=16)
-        stats = c.code_file(data, out, progress="off", chunksize=100)
+        stats = c.code_file(data, out, progress="off", chunksize=7)
         c.close()
         assert len(server.requests()) == n
     assert stats.rows == n and stats.failed == 0
     coded = pd.read_json(out, lines=True)
     assert list(coded["k"]) == list(range(n)) and coded["sentiment_error"].eq("").all()
+
+
+def test_chunks_leave_in_input_order_as_soon_as_complete() -> None:
+    """Results arriving in any order: each chunk is written once all its rows are in, and
+    rows keep their input order; a row's label comes with that row."""
+    from textcoder.results import CodeResult, OrderedChunks
+    from textcoder.scoring.result import VariableResult
+
+    book = Codebook.from_yaml(BOOK)
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(7)]})
+    written: list[pd.DataFrame] = []
+    stream = OrderedChunks(iter_table_frames(df, 3), book, "logprobs", written.append)
+
+    def result(i: int) -> CodeResult:
+        label = ["positive", "negative", "neutral"][i % 3]
+        probs = {lab: float(lab == label) for lab in ("positive", "negative", "neutral")}
+        return CodeResult({"sentiment": VariableResult(label=label, probs=probs, other=0.0)})
+
+    for i in (4, 1, 2):
+        stream.add(i, result(i))
+    assert written == []  # row 0 is missing: nothing can go yet
+    stream.add(0, result(0))
+    assert [list(w["text"]) for w in written] == [["t0", "t1", "t2"]]
+    for i in (6, 5, 3):
+        stream.add(i, result(i))
+    assert [len(w) for w in written] == [3, 3, 1]
+    out = pd.concat(written)
+    assert list(out["text"]) == list(df["text"])
+    assert list(out["sentiment"]) == [result(i)["sentiment"].label for i in range(7)]
+    stream.finish()
+
+
+def iter_table_frames(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(df), size):
+        yield df.iloc[start : start + size]
 
 
 # units: retry policy, rate limits -------------------------------------------------------------

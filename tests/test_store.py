@@ -89,3 +89,28 @@ def test_progress_line_counts() -> None:
     assert "50/200 rows (25%)" in line and "5.0 rows/s" in line and "ETA 30s" in line
     assert "1,050 tokens" in line and "2 failed" in line
     assert "rows/s" in Progress(None, stats, mode="off").line()
+
+
+@pytest.mark.parametrize("template", ["Text: '''{text}'''", "{text}", "A {text} and again {text}."])
+def test_store_key_is_the_whole_payloads_hash(template: str) -> None:
+    """The runner hashes the JSON around the text once; each key still equals the hash of the
+    whole request payload, whatever the text holds."""
+    from textcoder import Codebook
+    from textcoder.backends.base import CompletionParams
+    from textcoder.backends.openai import OpenAIBackend
+    from textcoder.runner import Runner
+
+    book = Codebook.from_dict(
+        {"instructions": 'Say "yes" or no.\n', "categories": ["yes", "no"], "template": template}
+    )
+    backend = OpenAIBackend(base_url="http://127.0.0.1:9/v1", api_key="sk-test")
+    runner = Runner(book, backend, "logprobs", CompletionParams())
+    var = book.variables[0]
+    texts = ["plain", 'quote " and \\ backslash', "line\nbreak\ttab", "émoji 🙂 \u2028", "{text}"]
+    texts.append("textcoder-key-placeholder-6b1f0d")
+    keys = set()
+    for text in texts:
+        key = runner.request_key(text, var)
+        assert key == request_hash(runner.request_payload(text, var))
+        keys.add(key)
+    assert len(keys) == len(texts)

@@ -17,7 +17,7 @@ from .backends.capabilities import probe_server
 from .codebook import Codebook
 from .progress import Progress
 from .ratelimit import RateLimiter
-from .results import CodeResult, result_columns
+from .results import CodeResult, OrderedChunks, result_columns
 from .retry import RetryPolicy
 from .runner import Runner, RunStats, run_sync
 from .scoring import METHODS
@@ -244,29 +244,28 @@ class Coder:
         path = Path(store) if store is not None else self.store_path or default_store_path(output)
         runner = self._runner(self._open_store(path))
         prog = Progress(total, runner.stats, mode=progress)
-        try:
-            run_sync(
-                lambda: runner.run_items(
-                    self._rows(data, text_column, id_column, chunksize), prog, handle_signals
-                )
-            )
-        finally:
-            self._finish(runner)
         writer = TableWriter(output)
         frames: list[pd.DataFrame] = []
+        # each chunk is written as soon as its rows are coded, in input order
+        chunks = OrderedChunks(
+            iter_table(data, chunksize),
+            self.codebook,
+            self.scoring,
+            writer.write if self.calibrate == "none" else frames.append,
+        )
         try:
-            for chunk in iter_table(data, chunksize):
-                rows = list(_chunk_rows(chunk, text_column, id_column))
-                coded = pd.DataFrame(
-                    result_columns(self.codebook, runner.results_for(rows), self.scoring),
-                    index=chunk.index,
+            try:
+                run_sync(
+                    lambda: runner.run_items(
+                        self._rows(data, text_column, id_column, chunksize),
+                        prog,
+                        handle_signals,
+                        on_row=chunks.add,
+                    )
                 )
-                clash = [c for c in coded.columns if c in chunk.columns]
-                out = pd.concat([chunk.drop(columns=clash), coded], axis=1)
-                if self.calibrate == "none":
-                    writer.write(out)
-                else:
-                    frames.append(out)
+            finally:
+                self._finish(runner)
+            chunks.finish()
             if frames:
                 writer.write(self.calibrate_frame(pd.concat(frames), gold))
             writer.close()

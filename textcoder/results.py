@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,3 +114,55 @@ def result_columns(
         for k, val in result_row(codebook, res, scoring).items():
             cols[k].append(val)
     return cols
+
+
+class OrderedChunks:
+    """Rows' results arrive in any order; the input table's chunks leave in input order, each
+    with its coded columns appended, as soon as every row of the chunk has its result.
+
+    Memory holds one input chunk and the results that arrived ahead of their turn (at most
+    the rows in flight and the chunk's own), however long the table.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[Any],
+        codebook: Codebook,
+        scoring: str | None,
+        emit: Callable[[Any], None],
+    ) -> None:
+        self._chunks = chunks
+        self.codebook = codebook
+        self.scoring = scoring
+        self._emit = emit
+        self._waiting: dict[int, CodeResult] = {}
+        self._done: list[CodeResult] = []
+        self._chunk: Any = None
+        self.rows = 0  # rows emitted so far
+
+    def add(self, index: int, result: CodeResult) -> None:
+        """The result of row `index` (counted from 0 over the whole table)."""
+        self._waiting[index] = result
+        while self.rows + len(self._done) in self._waiting:
+            self._done.append(self._waiting.pop(self.rows + len(self._done)))
+            if self._chunk is None:
+                self._chunk = next(self._chunks)
+            if len(self._done) == len(self._chunk):
+                self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+
+        chunk, results = self._chunk, self._done
+        coded = pd.DataFrame(
+            result_columns(self.codebook, results, self.scoring), index=chunk.index
+        )
+        clash = [c for c in coded.columns if c in chunk.columns]
+        self._emit(pd.concat([chunk.drop(columns=clash), coded], axis=1))
+        self.rows += len(results)
+        self._chunk, self._done = None, []
+
+    def finish(self) -> None:
+        """Check that every row of the table was emitted."""
+        if self._waiting or self._done or next(self._chunks, None) is not None:
+            raise RuntimeError(f"only {self.rows} rows of the table have their results")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import json
 import signal
 import threading
 import time
@@ -20,10 +22,10 @@ from .prompt import (
     NO,
     YES,
     Message,
-    build_messages,
     joint_messages,
     joint_schema,
     multi_label_messages,
+    prefix_messages,
 )
 from .ratelimit import RateLimiter, estimate_tokens
 from .results import CodeResult
@@ -41,6 +43,8 @@ T = TypeVar("T")
 YES_NO = Variable.model_validate({"name": "answer", "categories": [YES, NO]})
 
 EMPTY_TEXT = "empty text: nothing to code"
+#: stands in for a row's text while the store key's JSON is split around it
+_PLACEHOLDER = "textcoder-key-placeholder-6b1f0d"
 NOT_CODED = "not coded: the run stopped before this row's answer arrived"
 #: seconds that requests in flight may take to finish after SIGINT/SIGTERM before they are dropped
 STOP_GRACE = 5.0
@@ -153,6 +157,8 @@ class Runner:
             "mode": getattr(codebook, "mode", None),
         }
         self._var_specs = {v.name: v.model_dump(mode="json") for v in codebook.variables}
+        self._prefixes: dict[str, list[Message]] = {}
+        self._key_parts: dict[str, tuple[Any, list[bytes]] | tuple[()]] = {}
         self.interrupted: str | None = None
         #: multi-label: a category is chosen when its probability is at least this
         self.threshold = threshold
@@ -174,12 +180,50 @@ class Runner:
         if self._progress is not None:
             self._progress.note(f"textcoder: {message}")
 
+    def messages(self, text: str, variable: Variable) -> list[Message]:
+        """The request's messages for one text (the variable's prefix built once per run)."""
+        prefix = self._prefixes.get(variable.name)
+        if prefix is None:
+            prefix = self._prefixes[variable.name] = prefix_messages(self.codebook, variable)
+        return [*prefix, {"role": "user", "content": self.codebook.render(text)}]
+
+    def request_payload(self, text: str, variable: Variable) -> dict[str, Any]:
+        """What the store key hashes: backend, model, messages, parameters, scoring, variable."""
+        messages = self.messages(text, variable)
+        return {**self._key_base, "variable": self._var_specs[variable.name], "messages": messages}
+
     def request_key(self, text: str, variable: Variable) -> str:
-        """The store key of one request: backend, model, messages, parameters, scoring."""
-        messages = build_messages(self.codebook, text, variable)
-        return request_hash(
-            {**self._key_base, "variable": self._var_specs[variable.name], "messages": messages}
-        )
+        """The store key of one request: `request_hash(request_payload(text, variable))`.
+
+        Only the text changes between rows, so the payload's JSON around it is serialised and
+        hashed once per variable and each key hashes on from there (the same digest).
+        """
+        parts = self._key_parts.get(variable.name)
+        if parts is None:
+            parts = self._key_parts[variable.name] = self._split_payload(variable)
+        if not parts:
+            return request_hash(self.request_payload(text, variable))
+        start, rest = parts
+        h = start.copy()
+        escaped = json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+        for part in rest:
+            h.update(escaped)
+            h.update(part)
+        return str(h.hexdigest())
+
+    def _split_payload(self, variable: Variable) -> tuple[Any, list[bytes]] | tuple[()]:
+        """The payload's JSON split where the text goes, its head already hashed; () where the
+        split is not clean (then every key is hashed whole)."""
+        payload = json.dumps(
+            self.request_payload(_PLACEHOLDER, variable),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode("utf-8")
+        pieces = payload.split(_PLACEHOLDER.encode())
+        if len(pieces) != self.codebook.template.count("{text}") + 1:
+            return ()
+        return hashlib.sha256(pieces[0]), pieces[1:]
 
     async def _send(
         self, messages: Sequence[Message], params: CompletionParams | None = None
@@ -240,7 +284,7 @@ class Runner:
             return empty_result(variable)
         if variable.multi:
             return await self._code_multi(text, variable)
-        messages = build_messages(self.codebook, text, variable)
+        messages = self.messages(text, variable)
         return with_fallback(await self._score(messages, variable))
 
     async def _score(self, messages: list[Message], variable: Variable) -> VariableResult:
@@ -326,25 +370,26 @@ class Runner:
         out = {v.name: await self.code_variable(text, v) for v in self.codebook.variables}
         return CodeResult(out)
 
-    async def code_row(self, row_id: str, text: str) -> bool:
-        """Code each variable of one row that the store lacks, storing each answer at once.
-
-        Returns whether any variable failed (its error is stored, so a rerun retries it).
-        """
-        failed = False
+    async def code_row(self, row_id: str, text: str) -> CodeResult:
+        """Code each variable of one row that the store lacks, storing each answer at once;
+        the row's results (stored ones reused). A failed variable's error is stored, so a
+        rerun retries it."""
+        out: dict[str, VariableResult] = {}
         joint: dict[str, VariableResult] | None = None
         for var in self.codebook.variables:
             key = self.request_key(text, var)
-            if not self.fresh and self.store.has_ok(key, row_id):
-                self.stats.reused += 1
-                continue
+            if not self.fresh:
+                stored = self.store.get(key, row_id)
+                if stored is not None and stored.ok:
+                    self.stats.reused += 1
+                    out[var.name] = stored.result
+                    continue
             _usage.set(None)
             if self.joint and joint is None:
                 joint = await self.code_joint(text)
             result = joint[var.name] if joint is not None else await self.code_variable(text, var)
             usage = _usage.get()
             model, fingerprint, pt, ct = usage if usage is not None else (None, None, 0, 0)
-            ok = result.error is None
             # synchronous: no await between the answer and its commit, so a cancelled
             # or killed run never leaves half an answer
             self.store.put(
@@ -352,29 +397,32 @@ class Runner:
                 row_id,
                 var.name,
                 result,
-                ok=ok,
+                ok=result.error is None,
                 model=model,
                 system_fingerprint=fingerprint,
                 prompt_tokens=pt,
                 completion_tokens=ct,
             )
-            failed = failed or not ok
-        return failed
+            out[var.name] = result
+        return CodeResult(out)
 
     async def run_items(
         self,
         items: Iterable[tuple[str, str]],
         progress: Progress | None = None,
         handle_signals: bool = False,
+        on_row: Callable[[int, CodeResult], None] | None = None,
     ) -> None:
         """Send every (row id, text) the store lacks, `concurrency` rows at a time.
 
         `items` is consumed lazily, so a generator over a large file keeps memory flat.
+        `on_row(index, result)` gets each row's results as the row is done (any order).
         With `handle_signals`, SIGINT/SIGTERM stop taking rows, give requests in flight
         `STOP_GRACE` seconds (a second signal: none), then raise `RunInterrupted`.
         """
         started = time.perf_counter()
-        source: Iterator[tuple[str, str]] = iter(items)
+        source: Iterator[tuple[int, tuple[str, str]]] = enumerate(items)
+        empty = CodeResult({v.name: empty_result(v) for v in self.codebook.variables})
         prog = progress if progress is not None else Progress(None, self.stats, mode="off")
         self._progress = prog
 
@@ -383,13 +431,18 @@ class Runner:
                 item = next(source, None)  # never awaits, so workers can share the iterator
                 if item is None:
                     return
-                row_id, text = item
+                index, (row_id, text) = item
                 if not text.strip():
                     self.stats.empty += 1
-                elif await self.code_row(row_id, text):
-                    self.stats.failed += 1
+                    result = empty
+                else:
+                    result = await self.code_row(row_id, text)
+                    if any(r.error is not None for r in result.values()):
+                        self.stats.failed += 1
                 self.stats.rows += 1
                 prog.tick()
+                if on_row is not None:
+                    on_row(index, result)
 
         loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
@@ -467,8 +520,16 @@ class Runner:
         )
         rows = list(zip(row_ids, texts, strict=True))
         prog = Progress(len(rows), self.stats, mode="auto" if progress else "off")
-        await self.run_items(rows, prog)
-        return self.results_for(rows)
+        out: list[CodeResult | None] = [None] * len(rows)
+
+        def keep(index: int, result: CodeResult) -> None:
+            out[index] = result
+
+        await self.run_items(rows, prog, on_row=keep)
+        return [
+            r if r is not None else self.results_for([row])[0]
+            for r, row in zip(out, rows, strict=True)
+        ]
 
 
 _local = threading.local()
@@ -479,9 +540,14 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     one loop, so a Coder used call after call keeps its connections (and closes them cleanly)."""
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         _local.loop = loop
     return loop
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's event loop (uvloop was measured slower with aiohttp here: bench/runner_overhead.py)."""
+    return asyncio.new_event_loop()
 
 
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:
@@ -494,7 +560,12 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(_as_coro(make))
+            loop = new_event_loop()
+            try:
+                box["value"] = loop.run_until_complete(_as_coro(make))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
         except BaseException as exc:
             box["error"] = exc
 

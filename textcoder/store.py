@@ -157,8 +157,16 @@ class Store:
         return bool(row and row[0])
 
     def get(self, key: str, row_id: str) -> Stored | None:
-        """The stored answer, or None."""
-        return self.get_many([(key, row_id)]).get((key, row_id))
+        """The stored answer, or None (one lookup on the primary key)."""
+        row = self.db.execute(
+            "SELECT ok, result, model, system_fingerprint, prompt_tokens, completion_tokens"
+            " FROM answers WHERE request_hash = ? AND row_id = ?",
+            (key, row_id),
+        ).fetchone()
+        if row is None:
+            return None
+        ok, res, model, fp, pt, ct = row
+        return Stored(result_from_json(res), bool(ok), model, fp, pt, ct)
 
     def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The stored answers for many (request hash, row id) pairs, in batches."""

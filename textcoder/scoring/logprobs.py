@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from ..backends.base import TokenLogprob
 from ..codebook import Variable
@@ -19,16 +20,28 @@ from ..codebook import Variable
 _LEAD = re.compile(r"^[\s_\u2581\u0120\-'\"`*]+")
 
 
+_SPACES = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=1 << 16)  # tokens repeat from row to row: a run normalises each once
 def _norm(s: str) -> str:
     """A token or label as compared: leading space/underscore/dash/quote marks gone, lower case."""
-    return re.sub(r"\s+", " ", _LEAD.sub("", s)).lower()
+    return _SPACES.sub(" ", _LEAD.sub("", s)).lower()
+
+
+@lru_cache(maxsize=1 << 16)
+def _claims(cand: str, forms: tuple[tuple[str, str], ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """The labels `cand` is (perhaps followed by more), and those it is the start of."""
+    full = frozenset(label for label, form in forms if _matches(cand, form))
+    partial = frozenset(label for label, form in forms if form.startswith(cand) and form != cand)
+    return full, partial
 
 
 def category_mass(tokens: Sequence[TokenLogprob], variable: Variable) -> dict[str, float]:
     """Probability mass per category from the answer's token logprobs (not normalised)."""
-    forms = [
+    forms = tuple(
         (cat.label, _norm(n)) for cat in variable.categories for n in (cat.label, *cat.aliases)
-    ]
+    )
     mass = {label: 0.0 for label in variable.labels}
     if tokens:
         _walk(tokens, 0, "", 1.0, forms, mass)
@@ -40,7 +53,7 @@ def _walk(
     pos: int,
     consumed: str,
     weight: float,
-    forms: list[tuple[str, str]],
+    forms: tuple[tuple[str, str], ...],
     mass: dict[str, float],
 ) -> None:
     step = tokens[pos]
@@ -54,8 +67,8 @@ def _walk(
         cand = _norm(consumed + tok)
         if not cand:
             continue
-        full = {label for label, form in forms if _matches(cand, form)}
-        partial = {label for label, form in forms if form.startswith(cand) and form != cand}
+        full_, partial_ = _claims(cand, forms)
+        full, partial = set(full_), set(partial_)
         is_generated = tok == step.token
         if partial - full and is_generated and pos + 1 < len(tokens):
             if len(partial | full) == 1:
