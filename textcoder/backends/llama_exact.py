@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: prefixes (hence llama.cpp contexts) kept at once; the least recently used one goes first
 MAX_PREFIXES = 4
+#: and no more contexts than fit their KV caches in this many bytes (at least one context)
+KV_BUDGET = 2 << 30
 #: stands in for the user's text while finding where the user turn's content begins
 _SENTINEL = "\x00textcoder-text\x00"
 
@@ -56,6 +58,18 @@ def scoring_context(engine: LocalEngine) -> Any:
             return _internals.LlamaContext(model=llm._model, params=params, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise BackendError(f"llama.cpp: cannot create a scoring context: {exc}") from None
+
+
+def kv_bytes(engine: LocalEngine) -> int:
+    """The bytes of one context's KV cache (f16 keys and values over the whole context)."""
+    import llama_cpp
+
+    model = engine.llm._model.model
+    layers = int(llama_cpp.llama_model_n_layer(model))
+    heads = max(1, int(llama_cpp.llama_model_n_head(model)))
+    kv_heads = int(llama_cpp.llama_model_n_head_kv(model))
+    head_dim = int(llama_cpp.llama_model_n_embd(model)) // heads
+    return 2 * layers * engine.n_ctx * kv_heads * head_dim * 2
 
 
 @dataclass
@@ -143,7 +157,7 @@ class ExactScorer:
         from llama_cpp import llama_chat_format
 
         self.engine = engine
-        self.max_prefixes = max(1, max_prefixes)
+        self.max_prefixes = max(1, min(max_prefixes, KV_BUDGET // max(1, kv_bytes(engine))))
         self.n_batch = int(engine.llm.n_batch)
         self._prefix_formatter = llama_chat_format.Jinja2ChatFormatter(
             template=engine.chat_template,
