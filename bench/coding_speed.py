@@ -305,8 +305,11 @@ def method_exact(backend: LocalBackend) -> Method:
     return run
 
 
-def method_llama_cpp_python(model_path: str, threads: int, max_tokens: int) -> Method:
-    """(b) the seed's way: one create_chat_completion with top_logprobs=20 per text."""
+def method_llama_cpp_python(
+    model_path: str, threads: int, max_tokens: int, cold: bool = False
+) -> Method:
+    """(b) the seed's way: one create_chat_completion with top_logprobs=20 per text; `cold`:
+    the model's state is reset first, so nothing of the previous prompt is reused."""
     from llama_cpp import Llama
 
     with quiet_stderr():
@@ -322,6 +325,8 @@ def method_llama_cpp_python(model_path: str, threads: int, max_tokens: int) -> M
 
     def run(book: Codebook, texts: Sequence[str]) -> None:
         for text in texts:
+            if cold:
+                llm.reset()
             out: Any = llm.create_chat_completion(
                 messages=build_messages(book, text),  # type: ignore[arg-type]
                 logprobs=True,
@@ -335,8 +340,9 @@ def method_llama_cpp_python(model_path: str, threads: int, max_tokens: int) -> M
     return run
 
 
-def method_xllamacpp(model_path: str, threads: int, max_tokens: int) -> Method:
-    """(c) llama.cpp's own server in process (xllamacpp), one chat completion per text."""
+def method_xllamacpp(model_path: str, threads: int, max_tokens: int, cold: bool = False) -> Method:
+    """(c) llama.cpp's own server in process (xllamacpp), one chat completion per text;
+    `cold`: with `cache_prompt: false`, so the server evaluates the whole prompt each time."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -360,6 +366,7 @@ def method_xllamacpp(model_path: str, threads: int, max_tokens: int) -> Method:
                     "top_logprobs": 20,
                     "max_tokens": max_tokens,
                     "temperature": 0,
+                    "cache_prompt": not cold,
                 }
             )
             if "error" in out or "choices" not in out:  # no logprobs when it ends at once
@@ -386,6 +393,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-tokens", type=int, default=1, help="max_tokens for (b) and (c) (default 1)"
     )
     ap.add_argument("--methods", default="abc", help="which of a, b, c to run (default abc)")
+    ap.add_argument(
+        "--cold",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time (b) and (c) on N texts with nothing of the previous prompt reused "
+        "(the issue's own baseline figures were taken that way); default 0: skip",
+    )
     args = ap.parse_args(argv)
     texts = [TWEETS[i % len(TWEETS)] for i in range(args.n)]
 
@@ -402,6 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods["b"] = method_llama_cpp_python(model_path, args.threads, args.max_tokens)
     if "c" in args.methods:
         methods["c"] = method_xllamacpp(model_path, args.threads, args.max_tokens)
+    if args.cold and "b" in args.methods:
+        methods["b cold"] = method_llama_cpp_python(
+            model_path, args.threads, args.max_tokens, cold=True
+        )
+    if args.cold and "c" in args.methods:
+        methods["c cold"] = method_xllamacpp(model_path, args.threads, args.max_tokens, cold=True)
 
     print(
         f"model {model_path}\n{args.n} texts per cell, {args.threads} threads, n_ctx {N_CTX}, "
@@ -413,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         per: dict[str, float] = {}
         warm: dict[str, float] = {}
         for key, method in methods.items():
-            warm[key], per[key] = timed(method, book, texts)
+            warm[key], per[key] = timed(
+                method, book, texts[: args.cold] if "cold" in key else texts
+            )
             print(f"  prefix {n_tok:5d} tok  ({key})  {per[key]:.4f} s/text", flush=True)
         rows.append((n_tok, per, warm))
 
@@ -452,6 +475,18 @@ def table(rows: list[tuple[int, dict[str, float], dict[str, float]]]) -> str:
         lines.append(f"(b)/(a) at {last[0]} tokens: {ratio(last[1], 'b')}   (target >= 8x)")
     if "c" in last[1] and "a" in last[1]:
         lines.append(f"(c)/(a) at {last[0]} tokens: {ratio(last[1], 'c')}   (target >= 4x)")
+    if any("b cold" in per or "c cold" in per for _, per, _ in rows):
+        lines += ["", "baselines cold (nothing of the previous prompt reused), seconds per text"]
+        head = (
+            f"{'prefix tokens':>13} | {'(b) cold':>10} | {'(c) cold':>10} | "
+            f"{'(b) cold/(a)':>12} | {'(c) cold/(a)':>12}"
+        )
+        lines += [head, "-" * len(head)]
+        for n_tok, per, _ in rows:
+            lines.append(
+                f"{n_tok:>13} | {cell(per, 'b cold'):>10} | {cell(per, 'c cold'):>10} | "
+                f"{ratio(per, 'b cold'):>12} | {ratio(per, 'c cold'):>12}"
+            )
     return "\n".join(lines)
 
 

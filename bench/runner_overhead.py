@@ -239,6 +239,33 @@ def code_rows(
     return {"wall": wall, "cpu": cpu}
 
 
+def bare_client(url: str, rows: int, concurrency: int) -> float:
+    """Wall seconds for a bare aiohttp loop posting `rows` requests, `concurrency` at a time,
+    to the same server: the floor any Python client on this machine and server pays."""
+    import aiohttp
+
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+
+    async def run() -> float:
+        left = iter(range(rows))
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def worker() -> None:
+                for _ in left:
+                    headers = {"Content-Type": "application/json"}
+                    async with session.post(
+                        f"{url}/chat/completions", data=body, headers=headers
+                    ) as r:
+                        await r.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - started
+
+    return asyncio.run(run())
+
+
 def by_package(st: pstats.Stats) -> dict[str, float]:
     """Own (not cumulative) profiled seconds grouped by package, or by builtin's name."""
     out: dict[str, float] = {}
@@ -311,6 +338,15 @@ def main() -> None:
                         f"{r['wall']:.2f} s",
                         f"{r['wall'] / ideal:.2f}x ideal {ideal:.2f} s",
                         f"<= {target:.2f}x" if target else "-",
+                    )
+                )
+                bare = bare_client(url, args.rows, conc)
+                lines.append(
+                    (
+                        f"  (the floor: a bare aiohttp loop, same server, concurrency {conc})",
+                        f"{bare:.2f} s",
+                        f"{bare / ideal:.2f}x ideal",
+                        "-",
                     )
                 )
                 cpu_ms = 1000 * r["cpu"] / args.rows

@@ -51,6 +51,11 @@ class RetryPolicy:
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+#: jitter's source: one generator for the process (seeding one per request cost more than the
+#: rest of the retry wrapper)
+_RNG = random.Random()
+
+
 async def with_retries(
     call: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -61,7 +66,6 @@ async def with_retries(
 
     The last error is raised as it was; `on_retry(error, wait)` is told of each retry.
     """
-    rng = rng or random.Random()
     attempt = 0
     while True:
         try:
@@ -73,7 +77,7 @@ async def with_retries(
                 if attempt:
                     exc.args = (f"{exc} (gave up after {attempt} retries)",)
                 raise
-            wait = policy.delay(attempt, exc.retry_after, rng)
+            wait = policy.delay(attempt, exc.retry_after, rng or _RNG)
             if on_retry is not None:
                 on_retry(exc, wait)
             attempt += 1
