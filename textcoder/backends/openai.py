@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import json
 import os
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,9 +105,10 @@ class OpenAIBackend(Backend):
         self._for_this_loop()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=_ssl_context()),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers=self._headers,
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the openai client honours them
             )
         return self._session
 
@@ -258,6 +260,16 @@ def _error_message(raw: bytes) -> str:
         if msg:
             return str(msg)
     return str(body)[:500]
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """TLS verified against certifi's CA bundle, as the openai client does (system CAs where
+    certifi is missing)."""
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _version() -> str:
