@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from textcoder import BackendError, Codebook, Coder, RequestError
+from textcoder import BackendError, Codebook, Coder, DataError, RequestError
 from textcoder.ratelimit import RateLimiter, TokenBucket, estimate_tokens
 from textcoder.retry import RetryPolicy, is_retryable
 from textcoder.runner import Runner
@@ -430,3 +430,16 @@ def test_rpm_cap_spaces_requests(tmp_path: Path) -> None:
         starts = sorted(e.started for e in server.requests())
     assert len(starts) == 12
     assert starts[-1] - starts[0] >= 0.9  # the 11th and 12th waited for the bucket
+
+
+def test_a_repeated_id_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    ids = [f"p{i}" for i in range(50)] + ["p7"] + ["p60"]
+    pd.DataFrame({"id": ids, "text": [f"t {i}" for i in range(len(ids))]}).to_csv(data, index=False)
+    with FlakyServer() as server:
+        c = coder(server)
+        with pytest.raises(DataError, match=r"column 'id' repeats the id 'p7'"):
+            c.code_file(data, tmp_path / "o.csv", id_column="id", progress="off", chunksize=8)
+        c.close()
+        assert server.requests() == []
+    assert not (tmp_path / "o.csv").exists()

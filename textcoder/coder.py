@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -290,14 +291,12 @@ class Coder:
                     f"{data}: no column {col!r} (columns: {', '.join(columns)}); "
                     f"choose one with {flag}"
                 )
-        seen: set[str] = set()
+        hashes = array("q")  # 8 bytes an id: a set of a million id strings is ~90 MB
         total = empty = 0
         for row_id, text in self._rows(data, text_column, id_column, chunksize):
             total += 1
             if id_column is not None:
-                if row_id in seen:
-                    raise DataError(f"{data}: column {id_column!r} repeats the id {row_id!r}")
-                seen.add(row_id)
+                hashes.append(hash(row_id))
             if not text.strip():
                 empty += 1
                 if warn is not None and empty <= 10:
@@ -305,7 +304,27 @@ class Coder:
                     warn(f"{data}: {row}: empty text, coded 'invalid'")
         if warn is not None and empty > 10:
             warn(f"{data}: {empty} empty texts in all, coded 'invalid'")
+        if id_column is not None:
+            self._check_ids(data, id_column, text_column, chunksize, hashes)
         return total
+
+    def _check_ids(
+        self, data: str | Path, id_column: str, text_column: str, chunksize: int, hashes: array[int]
+    ) -> None:
+        """Raise on the first id that repeats: hashes that repeat are found by sorting, then
+        the rows with those hashes are read again to compare the ids themselves."""
+        import numpy as np
+
+        h = np.sort(np.frombuffer(hashes, dtype=np.int64))
+        twice = set(h[1:][h[1:] == h[:-1]].tolist())
+        if not twice:
+            return
+        seen: set[str] = set()
+        for row_id, _ in self._rows(data, text_column, id_column, chunksize):
+            if hash(row_id) in twice:
+                if row_id in seen:
+                    raise DataError(f"{data}: column {id_column!r} repeats the id {row_id!r}")
+                seen.add(row_id)
 
     @staticmethod
     def _rows(
