@@ -443,3 +443,28 @@ def test_a_repeated_id_is_refused_before_anything_is_sent(tmp_path: Path) -> Non
         c.close()
         assert server.requests() == []
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is honoured, as the openai client honours it: the loopback server stands in
+    for the proxy, and the API's host does not even resolve."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FlakyServer() as server:
+        proxy = server.url.removesuffix("/v1")
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("http_proxy", proxy)
+        c = Coder(
+            Codebook.from_yaml(BOOK),
+            base_url="http://api.textcoder.invalid/v1",
+            api_key="sk-test",
+            scoring="logprobs",
+            timeout=5.0,
+            max_retries=0,
+        )
+        results = c.code_texts(texts(3), progress=False)
+        c.close()
+        assert [r.error for r in results] == [None] * 3
+        assert len(server.requests()) == 3

@@ -77,6 +77,7 @@ class OpenAIBackend(Backend):
                 self._headers[header] = os.environ[env]
         self._client: openai.AsyncOpenAI | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _for_this_loop(self) -> None:
@@ -108,8 +109,8 @@ class OpenAIBackend(Backend):
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ssl=_ssl_context()),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers=self._headers,
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the openai client honours them
             )
+            self._proxy = _env_proxy(self._chat_url)
         return self._session
 
     @property
@@ -156,7 +157,10 @@ class OpenAIBackend(Backend):
         """POST a chat completion request; the answer's JSON, or the error as ours."""
         where = self._chat_url.removesuffix("/chat/completions")
         try:
-            async with self.session.post(self._chat_url, data=json.dumps(body)) as resp:
+            session = self.session
+            async with session.post(
+                self._chat_url, data=json.dumps(body).encode(), proxy=self._proxy
+            ) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError as exc:
@@ -260,6 +264,18 @@ def _error_message(raw: bytes) -> str:
         if msg:
             return str(msg)
     return str(body)[:500]
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY and NO_PROXY name for `url`, as the openai client honours
+    them; looked up once per session (aiohttp's `trust_env` does it per request, in a thread)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _ssl_context() -> ssl.SSLContext:
