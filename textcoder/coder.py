@@ -18,7 +18,7 @@ from .backends.capabilities import probe_server
 from .codebook import Codebook
 from .progress import Progress
 from .ratelimit import RateLimiter
-from .results import CodeResult, OrderedChunks, result_columns
+from .results import CodeResult, OrderedChunks, with_codes
 from .retry import RetryPolicy
 from .runner import Runner, RunStats, run_sync
 from .scoring import METHODS
@@ -188,9 +188,7 @@ class Coder:
         texts = ["" if _missing(t) else str(t) for t in df[text_column].tolist()]
         ids = df[id_column].tolist() if id_column is not None else None
         results = self.code_texts(texts, progress=progress, ids=ids)
-        coded = pd.DataFrame(result_columns(self.codebook, results, self.scoring), index=df.index)
-        clash = [c for c in coded.columns if c in df.columns]
-        return self.calibrate_frame(pd.concat([df.drop(columns=clash), coded], axis=1), gold)
+        return self.calibrate_frame(with_codes(df, self.codebook, results, self.scoring), gold)
 
     def calibrate_frame(
         self, coded: pd.DataFrame, gold: str | Sequence[str] | dict[str, str] | None = None

@@ -6,6 +6,7 @@ text, so engines can cache it; only the final user message changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, TypedDict
 
 from .codebook import Codebook, Variable
@@ -51,11 +52,16 @@ def prefix_messages(codebook: Codebook, variable: Variable | None = None) -> lis
 
 
 def build_messages(
-    codebook: Codebook, text: str, variable: Variable | None = None
+    codebook: Codebook,
+    text: str,
+    variable: Variable | None = None,
+    prefix: Sequence[Message] | None = None,
 ) -> list[Message]:
-    """The full request for one text: the shared prefix, then the text in the template."""
+    """The full request for one text: the shared prefix, then the text in the template.
+
+    `prefix`: `prefix_messages(codebook, variable)` already built (a run builds it once)."""
     return [
-        *prefix_messages(codebook, variable),
+        *(prefix if prefix is not None else prefix_messages(codebook, variable)),
         {"role": "user", "content": codebook.render(text)},
     ]
 

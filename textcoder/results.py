@@ -116,6 +116,18 @@ def result_columns(
     return cols
 
 
+def with_codes(
+    frame: Any, codebook: Codebook, results: Sequence[CodeResult], scoring: str | None = None
+) -> Any:
+    """`frame` (a DataFrame, one row per result) with the coded columns appended; input
+    columns of the same names are replaced."""
+    import pandas as pd
+
+    coded = pd.DataFrame(result_columns(codebook, results, scoring), index=frame.index)
+    clash = [c for c in coded.columns if c in frame.columns]
+    return pd.concat([frame.drop(columns=clash), coded], axis=1)
+
+
 class OrderedChunks:
     """Rows' results arrive in any order; the input table's chunks leave in input order, each
     with its coded columns appended, as soon as every row of the chunk has its result.
@@ -151,14 +163,8 @@ class OrderedChunks:
                 self._flush()
 
     def _flush(self) -> None:
-        import pandas as pd
-
         chunk, results = self._chunk, self._done
-        coded = pd.DataFrame(
-            result_columns(self.codebook, results, self.scoring), index=chunk.index
-        )
-        clash = [c for c in coded.columns if c in chunk.columns]
-        self._emit(pd.concat([chunk.drop(columns=clash), coded], axis=1))
+        self._emit(with_codes(chunk, self.codebook, results, self.scoring))
         self.rows += len(results)
         self._chunk, self._done = None, []
 

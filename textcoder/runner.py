@@ -22,6 +22,7 @@ from .prompt import (
     NO,
     YES,
     Message,
+    build_messages,
     joint_messages,
     joint_schema,
     multi_label_messages,
@@ -185,7 +186,7 @@ class Runner:
         prefix = self._prefixes.get(variable.name)
         if prefix is None:
             prefix = self._prefixes[variable.name] = prefix_messages(self.codebook, variable)
-        return [*prefix, {"role": "user", "content": self.codebook.render(text)}]
+        return build_messages(self.codebook, text, variable, prefix)
 
     def request_payload(self, text: str, variable: Variable) -> dict[str, Any]:
         """What the store key hashes: backend, model, messages, parameters, scoring, variable."""

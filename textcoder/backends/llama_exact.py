@@ -260,8 +260,7 @@ class ExactScorer:
             try:
                 scores = self._score_trie(full, start, conts)
             finally:
-                self._rm(start)
-                slot.tokens = slot.tokens[:start]
+                self._rm(start)  # the slot keeps its prefix, `start` tokens
             return ContinuationScores(
                 tuple(scores[c] for c in conts), prompt_tokens=len(full), cached_tokens=start
             )

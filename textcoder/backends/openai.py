@@ -61,8 +61,8 @@ class OpenAIBackend(Backend):
             "max_retries": max_retries,
         }
         self.timeout = timeout
-        root = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._chat_url = root + "/chat/completions"
+        self._root = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._chat_url = self._root + "/chat/completions"
         self._headers = {
             "Authorization": f"Bearer {key}",
             "Content-Type": "application/json",
@@ -133,7 +133,7 @@ class OpenAIBackend(Backend):
         return {
             "backend": self.name,
             "model": self.model,
-            "base_url": self._chat_url.removesuffix("chat/completions"),
+            "base_url": self._root + "/",
         }
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
@@ -155,7 +155,6 @@ class OpenAIBackend(Backend):
 
     async def _post(self, body: dict[str, Any]) -> Any:
         """POST a chat completion request; the answer's JSON, or the error as ours."""
-        where = self._chat_url.removesuffix("/chat/completions")
         try:
             session = self.session
             async with session.post(
@@ -165,10 +164,11 @@ class OpenAIBackend(Backend):
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError as exc:
             raise BackendError(
-                f"no answer from {where} within the timeout ({self.timeout:g} s)", transient=True
+                f"no answer from {self._root} within the timeout ({self.timeout:g} s)",
+                transient=True,
             ) from exc
         except aiohttp.ClientError as exc:
-            raise BackendError(f"cannot reach {where}: {exc}", transient=True) from exc
+            raise BackendError(f"cannot reach {self._root}: {exc}", transient=True) from exc
         if status >= 400:
             message = _error_message(raw)
             if status == 400:
