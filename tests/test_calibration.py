@@ -186,7 +186,7 @@ def coded_table(book: Codebook, probs: npt.NDArray[np.float64]) -> pd.DataFrame:
     results.append(CodeResult({var.name: failed_result(var, "server error")}))
     results.append(CodeResult({var.name: empty_result(var)}))
     odd = dict(zip(var.labels, [0.1, 0.1, 0.2], strict=True))
-    results.append(CodeResult({var.name: VariableResult("invalid", odd, other=0.6, raw="hmm")}))
+    results.append(CodeResult({var.name: VariableResult("<invalid>", odd, other=0.6, raw="hmm")}))
     return pd.DataFrame(result_columns(book, results))
 
 
@@ -197,16 +197,16 @@ def test_table_keeps_raw_and_labels_follow(sentiment_book: Codebook) -> None:
     var = sentiment_book.variables[0]
     pcols, rawcols = prob_columns(var), prob_columns(var, "rawp")
     cols = list(out.columns)
-    assert cols.index(rawcols[0]) == cols.index("sentiment_p_other") + 1
+    assert cols.index(rawcols[0]) == cols.index("sentiment_outside") + 1
     assert np.allclose(out[rawcols].to_numpy()[:300], table[pcols].to_numpy()[:300])
     cal = out[pcols].to_numpy()
     fitted_on = np.vstack([p, [[0.25, 0.25, 0.5]]])  # rows with category mass, `invalid` too
     assert np.allclose(cal[:300], BatchCalibrator().fit(fitted_on).transform(p))
-    total = cal.sum(axis=1) + out["sentiment_p_other"].to_numpy()
+    total = cal.sum(axis=1) + out["sentiment_outside"].to_numpy()
     assert np.allclose(total[[0, 1, 2, 301, 302]], 1.0)
     assert np.isnan(cal[300]).all() and out.loc[300, "sentiment_error"] == "server error"
-    assert out.loc[301, "sentiment"] == "invalid" and out.loc[302, "sentiment"] == "invalid"
-    assert out.loc[302, "sentiment_p_other"] == pytest.approx(0.6)  # `other` is kept
+    assert out.loc[301, "sentiment"] == "<invalid>" and out.loc[302, "sentiment"] == "<invalid>"
+    assert out.loc[302, "sentiment_outside"] == pytest.approx(0.6)  # `other` is kept
     labels = np.asarray(var.labels)[cal[:300].argmax(axis=1)]
     assert list(out["sentiment"][:300]) == list(labels)
     assert (labels != table["sentiment"][:300].to_numpy()).any()  # the correction moved some
@@ -259,9 +259,9 @@ def test_coder_calibrates_with_content_free_inputs(
     var = sentiment_book.variables[0]
     pcols, rawcols = prob_columns(var), prob_columns(var, "rawp")
     assert np.allclose(out[rawcols].to_numpy(), raw[pcols].to_numpy(), equal_nan=True)
-    sums = out[pcols].sum(axis=1) + out["sentiment_p_other"]
+    sums = out[pcols].sum(axis=1) + out["sentiment_outside"]
     assert np.allclose(sums, 1.0)
-    assert out.loc[4, "sentiment"] == "invalid"
+    assert out.loc[4, "sentiment"] == "<invalid>"
     info = coder.manifest()["calibration"]
     assert info["method"] == "prior" and info["content_free_inputs"] == list(CONTENT_FREE_INPUTS)
     prior = info["variables"]["sentiment"]["model_prior"]

@@ -29,7 +29,7 @@ def test_code_writes_table_and_manifest(tmp_path: Path) -> None:
     out = tmp_path / "tweets.coded.csv"
     coded = pd.read_csv(out, keep_default_na=False)
     assert list(coded["id"]) == ["a", "b", "c"] and list(coded["gold"]) == ["positive"] * 3
-    assert coded.loc[1, "sentiment"] == "invalid"
+    assert coded.loc[1, "sentiment"] == "<invalid>"
     assert "row" in proc.stderr or "id 'b'" in proc.stderr
     manifest = json.loads((tmp_path / "tweets.coded.csv.manifest.json").read_text())
     for key in (
@@ -107,7 +107,7 @@ def test_other_formats_round_trip(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     coded = pd.read_parquet(out)
-    assert list(coded["n"]) == [1, 2] and "sentiment_p_other" in coded.columns
+    assert list(coded["n"]) == [1, 2] and "sentiment_outside" in coded.columns
 
 
 def test_models_lists_the_embedded_model() -> None:

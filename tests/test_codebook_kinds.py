@@ -99,7 +99,7 @@ def test_ordinal_expected_and_median_in_range(local_backend) -> None:  # type: i
     out = coder.code_frame(df, progress=False)
     assert out["label_expected"].between(1, 5).all()
     assert out["label_median"].isin([1, 2, 3, 4, 5]).all()
-    probs = out[[c for c in out.columns if c.startswith("label_p_") and c != "label_p_other"]]
+    probs = out[[c for c in out.columns if c.startswith("label_p_") and c != "label_outside"]]
     manual = (probs.to_numpy() * [1, 2, 3, 4, 5]).sum(axis=1)
     assert manual == pytest.approx(out["label_expected"].to_numpy())
 

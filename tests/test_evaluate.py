@@ -55,13 +55,13 @@ def synthetic(n: int, seed: int = 1) -> pd.DataFrame:
     p[np.arange(n), gold] += rng.uniform(0.0, 1.5, n)
     p /= p.sum(axis=1, keepdims=True)
     label = np.array(LABELS, dtype=object)[p[:, :3].argmax(axis=1)]
-    label[rng.random(n) < 0.05] = "invalid"
+    label[rng.random(n) < 0.05] = "<invalid>"
     df = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "text": [f"text {i}" for i in range(n)]})
     df["gold"] = np.array(LABELS)[gold]
     df["sentiment"] = label
     for j, lab in enumerate(LABELS):
         df[f"sentiment_p_{lab}"] = p[:, j]
-    df["sentiment_p_other"] = p[:, 3]
+    df["sentiment_outside"] = p[:, 3]
     df["sentiment_raw"] = label
     df["sentiment_error"] = ""
     return df
@@ -103,20 +103,20 @@ def test_metrics_equal_sklearn_and_krippendorff(coded_file: Path) -> None:
         assert pc["f1"]["value"] == pytest.approx(f[i], abs=1e-6)
         assert pc["support"] == s[i]
     assert res["cohen_kappa"]["value"] == pytest.approx(cohen_kappa_score(y, x), abs=1e-6)
-    codes = {lab: i for i, lab in enumerate([*LABELS, "invalid"])}
+    codes = {lab: i for i, lab in enumerate([*LABELS, "<invalid>"])}
     alpha = krippendorff.alpha(
         reliability_data=[[codes[v] for v in y], [codes[v] for v in x]],
         level_of_measurement="nominal",
     )
     assert res["krippendorff_alpha"]["value"] == pytest.approx(alpha, abs=1e-6)
     assert res["krippendorff_alpha"]["level"] == "nominal"
-    probs = df[[f"sentiment_p_{lab}" for lab in LABELS] + ["sentiment_p_other"]].to_numpy()
+    probs = df[[f"sentiment_p_{lab}" for lab in LABELS] + ["sentiment_outside"]].to_numpy()
     brier = brier_score_loss([codes[v] for v in y], probs, labels=[0, 1, 2, 3], scale_by_half=False)
     assert res["brier"]["value"] == pytest.approx(brier, abs=1e-6)
     cm = res["confusion_matrix"]
-    assert cm["labels"] == [*LABELS, "invalid"]
+    assert cm["labels"] == [*LABELS, "<invalid>"]
     assert cm["matrix"] == confusion_matrix(y, x, labels=cm["labels"]).tolist()
-    assert res["invalid_share"]["value"] == pytest.approx((x == "invalid").mean(), abs=1e-6)
+    assert res["invalid_share"]["value"] == pytest.approx((x == "<invalid>").mean(), abs=1e-6)
     assert res["mean_other"]["value"] == pytest.approx(probs[:, 3].mean(), abs=1e-6)
 
 
@@ -142,7 +142,7 @@ def test_ordinal_alpha_where_the_codebook_says_ordinal(tmp_path: Path) -> None:
     path = write_coded(df, tmp_path / "ord.csv", scale="ordinal")
     res = evaluate(load_coded(path, "gold"), resamples=20)
     assert res["krippendorff_alpha"]["level"] == "ordinal"
-    code = {lab: float(i) for i, lab in enumerate(LABELS)} | {"invalid": np.nan}
+    code = {lab: float(i) for i, lab in enumerate(LABELS)} | {"<invalid>": np.nan}
     alpha = krippendorff.alpha(
         reliability_data=[[code[v] for v in df["gold"]], [code[v] for v in df["sentiment"]]],
         value_domain=[0, 1, 2],
@@ -181,7 +181,7 @@ def test_bootstrap_is_seeded(coded_file: Path) -> None:
 def test_failed_rows_and_missing_gold_are_left_out_and_counted(tmp_path: Path) -> None:
     df = synthetic(50)
     df.loc[3, ["sentiment", "sentiment_raw"]] = ""
-    df.loc[3, [f"sentiment_p_{lab}" for lab in LABELS] + ["sentiment_p_other"]] = np.nan
+    df.loc[3, [f"sentiment_p_{lab}" for lab in LABELS] + ["sentiment_outside"]] = np.nan
     df.loc[3, "sentiment_error"] = "timeout"
     df.loc[5, "gold"] = ""
     res = evaluate(load_coded(write_coded(df, tmp_path / "c.csv"), "gold"), resamples=10)

@@ -226,7 +226,7 @@ def test_exact_is_the_local_default_and_in_the_manifest(local_backend, likert: C
     coder = Coder(likert, backend=local_backend)
     assert coder.scoring == "exact"
     out = coder.code_frame(pd.DataFrame({"text": [*TEXTS[:2], ""]}), progress=False)
-    assert (out["stance_p_other"] == [0.0, 0.0, 1.0]).all()
+    assert (out["stance_outside"] == [0.0, 0.0, 1.0]).all()
     assert (out["stance_raw"].iloc[:2].isin(SCALE)).all()
     manifest = coder.manifest()
     assert manifest["scoring"] == "exact"
@@ -278,6 +278,8 @@ def test_fallback_to_the_whole_prompt_is_exact_and_recorded() -> None:
     assert scored.logprobs[0] == pytest.approx(lp, abs=1e-4)
 
 
-def test_exact_needs_the_local_engine(likert: Codebook) -> None:
-    with pytest.raises(UsageError, match=r"exact.*local"):
-        Coder(likert, base_url="http://127.0.0.1:9/v1", api_key="none", scoring="exact")
+def test_exact_needs_an_engine_that_scores_continuations(likert: Codebook) -> None:
+    from .flaky_server import FlakyServer
+
+    with FlakyServer() as server, pytest.raises(UsageError, match=r"exact.*logprobs"):
+        Coder(likert, base_url=server.url, api_key="none", scoring="exact")

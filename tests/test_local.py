@@ -30,14 +30,14 @@ def test_code_frame_on_embedded_model(
     out = coder.code_frame(df, progress=False)
     assert list(out.columns[:2]) == ["id", "text"]
     labels = sentiment_book.variables[0].labels
-    pcols = [f"sentiment_p_{lab}" for lab in labels] + ["sentiment_p_other"]
+    pcols = [f"sentiment_p_{lab}" for lab in labels] + ["sentiment_outside"]
     for col in ["sentiment", *pcols, "sentiment_raw", "sentiment_confidence", "sentiment_entropy"]:
         assert col in out.columns
     sums = out[pcols].sum(axis=1)
     assert ((sums - 1).abs() < 1e-6).all()
-    assert set(out["sentiment"]) <= {*labels, "invalid"}
+    assert set(out["sentiment"]) <= {*labels, "<invalid>"}
     # the empty text: coded invalid, nothing sent, other rows still coded
-    assert out.loc[3, "sentiment"] == "invalid" and out.loc[3, "sentiment_p_other"] == 1.0
+    assert out.loc[3, "sentiment"] == "<invalid>" and out.loc[3, "sentiment_outside"] == 1.0
     assert "empty" in out.loc[3, "sentiment_error"]
     assert (out.loc[:2, "sentiment_error"] == "").all()
     assert coder.last_stats is not None and coder.last_stats.requests == 3

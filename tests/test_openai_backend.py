@@ -68,7 +68,8 @@ def test_cli_code_with_base_url(serve_url: str, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     df = pd.read_csv(out, keep_default_na=False)
-    probs = df[[c for c in df.columns if c.startswith("sentiment_p_")]].sum(axis=1)
+    cols = [c for c in df.columns if c.startswith("sentiment_p_")] + ["sentiment_outside"]
+    probs = df[cols].sum(axis=1)
     assert len(df) == 3 and ((probs - 1.0).abs() < 1e-6).all()
     assert (df["sentiment_error"] == "").all()
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from textcoder import Codebook
-from textcoder.prompt import joint_messages, joint_schema, multi_label_messages
+from textcoder.prompt import joint_messages, multi_label_messages
+from textcoder.scoring.joint import joint_schema
 from textcoder.scoring.result import INVALID, VariableResult, ordinal_summary, with_fallback
 from textcoder.scoring.sample import vote_shares
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from textcoder import DataError, VariableResult
+from textcoder import Codebook, DataError, VariableResult
 from textcoder.progress import Progress
 from textcoder.runner import RunStats
 from textcoder.store import Store, request_hash
+
+from .conftest import EXAMPLES
 
 
 def result(label: str = "positive", error: str | None = None) -> VariableResult:
@@ -114,3 +116,29 @@ def test_store_key_is_the_whole_payloads_hash(template: str) -> None:
         assert key == request_hash(runner.request_payload(text, var))
         keys.add(key)
     assert len(keys) == len(texts)
+
+
+def test_keys_of_a_store_written_by_textcoder_0_1_still_match() -> None:
+    """Digests computed by the runner before the plan existed (commit 7e1f0cf), for a
+    one-variable codebook scored by logprobs: an old store's answers are reused."""
+    from textcoder.backends.base import Backend
+    from textcoder.plan import Planner
+    from textcoder.scoring import RequestContext, Settings, get_scorer
+
+    scorer = get_scorer("logprobs")
+    book = Codebook.from_yaml(EXAMPLES / "sentiment.yaml")
+    caps = Backend.capabilities(None)  # type: ignore[arg-type]
+    planner = Planner(
+        book,
+        scorer,
+        scorer.params(Settings(max_tokens=10, seed=0)),
+        RequestContext(caps, book.template.split("{text}", 1)[0]),
+        engine=("openai", "gpt-4o-mini"),
+    )
+    var = book.variables[0]
+    assert planner.variable_unit("I loved it!", var).keys == (
+        "7421b14d23a605ea2fa0080bb44229a6833f93c7532cb24fa339f116b3bd2b7c",
+    )
+    assert planner.variable_unit('He said "no" \\ ünï', var).keys == (
+        "85b295fca5e2e64022dca60fc4dcdec0eebd4d13c32139867690dd0aac045f55",
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._exceptions import (
     BackendError,
     CodebookError,
@@ -13,6 +11,7 @@ from ._exceptions import (
     TextcoderError,
     UsageError,
 )
+from ._version import __version__
 from .codebook import Category, Codebook, Example, Variable
 from .coder import Coder
 from .prompt import build_messages

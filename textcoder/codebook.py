@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._exceptions import CodebookError
+from .output import column_clashes, label_problem
 
 DEFAULT_TEMPLATE = "Text: '''{text}'''"
 DEFAULT_VARIABLE = "label"
@@ -34,6 +35,9 @@ class Category(BaseModel):
     def _label_not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("a category label must not be empty")
+        problem = label_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v.strip()
 
 
@@ -144,6 +148,9 @@ class Codebook(BaseModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise _at("variables", f"variable names must be unique; repeated: {sorted(dupes)}")
+        clashes = column_clashes(self.variables)
+        if clashes:
+            raise _at("variables", f"{clashes[0]}; rename one of them")
         for i, ex in enumerate(self.examples):
             for var_name, code in ex.codes.items():
                 var = self.variable(var_name) if var_name in names else None

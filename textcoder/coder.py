@@ -9,20 +9,20 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
 from . import calibration as cal
 from ._exceptions import DataError, UsageError
-from .backends import Backend, CompletionParams, make_backend
-from .backends.base import Capabilities
-from .backends.capabilities import probe_server
+from ._version import __version__
+from .asyncsync import run_sync
+from .backends import Backend, make_backend
+from .backends.base import ABILITIES, Capabilities
 from .codebook import Codebook
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
 from .retry import RetryPolicy
-from .runner import Runner, RunStats, run_sync
-from .scoring import METHODS
-from .scoring.exact import ContinuationScorer
+from .runlock import RunLock
+from .runner import Runner, RunStats
+from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
 from .store import Store, default_store_path
 from .tables import CHUNK_ROWS, TableWriter, iter_table, table_columns
 
@@ -36,7 +36,7 @@ class Coder:
 
     def __init__(
         self,
-        codebook: Codebook | str,
+        codebook: Codebook | str | Path,
         model: str | None = None,
         base_url: str | None = None,
         scoring: str | None = None,
@@ -56,8 +56,11 @@ class Coder:
         max_retries: int = 6,
         rpm: float | None = None,
         tpm: float | None = None,
+        truncate: bool = False,
     ) -> None:
-        self.codebook = Codebook.from_yaml(codebook) if isinstance(codebook, str) else codebook
+        self.codebook = (
+            Codebook.from_yaml(codebook) if isinstance(codebook, str | Path) else codebook
+        )
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -66,44 +69,43 @@ class Coder:
                 model, base_url, api_key, backend, timeout=timeout, max_retries=0
             )
         run_sync(self.backend.start)
-        #: what the engine honours: probed once on HTTP backends (see backends/capabilities.py)
+        if scoring is not None and scoring not in METHODS:
+            raise UsageError(f"unknown scoring {scoring!r}; one of {', '.join(METHODS)}")
+        if n < 1:
+            raise UsageError(f"n must be at least 1, not {n}")
+        if concurrency is not None and concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, not {concurrency}")
+        self.retry = RetryPolicy(max_retries=max(0, max_retries))
+        #: what the engine honours (an HTTP server is asked once, where the method depends on it)
         self.capabilities = self._probe(scoring)
-        self.scoring = scoring or (
-            self.capabilities.default_scoring()
-            if self.backend.name == "openai"
-            else self.backend.default_scoring
+        self.scorer: Scorer = (
+            get_scorer(scoring) if scoring is not None else default_scorer(self.capabilities)
         )
+        self.scoring = self.scorer.name
+        if not self.scorer.supported(self.capabilities):
+            works = ", ".join(supported_methods(self.capabilities))
+            raise UsageError(
+                f"scoring {self.scoring!r} needs an engine that can "
+                f"{' and '.join(ABILITIES[f] for f in self.scorer.needs)}; the "
+                f"{self.backend.name!r} backend here can use --scoring {works}"
+            )
         self.notes: list[str] = []
         if self.codebook.mode == "joint" and not self.capabilities.json_schema:
             self.notes.append(
                 f"the {self.backend.name} backend does not honour json_schema: "
                 "each variable is coded in its own request instead of `mode: joint`"
             )
-        if self.scoring not in METHODS:
-            raise UsageError(f"unknown scoring {self.scoring!r}; one of {', '.join(METHODS)}")
-        if self.scoring == "exact" and not isinstance(self.backend, ContinuationScorer):
-            raise UsageError(
-                f"scoring 'exact' needs the local engine (--backend local); the "
-                f"{self.backend.name!r} backend can use --scoring logprobs or text"
-            )
         self.concurrency = concurrency or self.backend.default_concurrency
-        sampling = self.scoring == "sample"
-        if n < 1:
-            raise UsageError(f"n must be at least 1, not {n}")
-        self.params = CompletionParams(
-            max_tokens=max_tokens,
-            temperature=temperature if temperature is not None else (1.0 if sampling else 0.0),
-            logprobs=self.scoring == "logprobs",
-            seed=seed,
-            n=n if sampling else 1,
-        )
+        self.params = self.scorer.params(Settings(max_tokens, temperature, seed, n))
         self.threshold = threshold
         self.last_stats: RunStats | None = None
         self.store_path = Path(store) if store is not None else None
         self._store: Store | None = None
+        self._lock: RunLock | None = None
         self.fresh = fresh
-        self.retry = RetryPolicy(max_retries=max(0, max_retries))
         self.rpm, self.tpm = rpm, tpm
+        #: cut texts longer than the model's context to fit (counted in the manifest)
+        self.truncate = truncate
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
         self.calibrate = calibrate
@@ -115,10 +117,18 @@ class Coder:
         if path is None:
             return None
         if self._store is None or Path(self._store.path) != path:
-            if self._store is not None:
-                self._store.close()
+            self._close_store()
+            self._lock = RunLock(path).acquire()
             self._store = Store(path)
         return self._store
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _runner(self, store: Store | None = None) -> Runner:
         return Runner(
@@ -132,18 +142,18 @@ class Coder:
             retry=self.retry,
             limiter=RateLimiter(self.rpm, self.tpm),
             threshold=self.threshold,
-            split_n=not self.capabilities.n,
+            capabilities=self.capabilities,
             joint=self.codebook.mode == "joint" and bool(self.capabilities.json_schema),
+            truncate=self.truncate,
         )
 
     def _probe(self, scoring: str | None) -> Capabilities:
-        """Ask an HTTP server once what it honours; the local engine's abilities are known."""
-        if self.backend.name != "openai":
-            return self.backend.capabilities()
+        """What the engine honours: asked (`Backend.probe`, retried) when the choice of method
+        or the requests depend on it, else what the backend knows or assumes."""
         joint = self.codebook.mode == "joint"
-        if scoring not in (None, "sample") and not joint:
-            return Capabilities(logprobs=True, top_logprobs=True, n=True)  # assumed, not probed
-        return run_sync(lambda: probe_server(self.backend, json_schema=joint))
+        if scoring is not None and not joint and not get_scorer(scoring).probes:
+            return self.backend.capabilities()
+        return run_sync(lambda: self.backend.probe(json_schema=joint, retry=self.retry))
 
     def code(self, text: str) -> CodeResult:
         """Code one text: every variable's label, probabilities and raw answer."""
@@ -188,7 +198,9 @@ class Coder:
         texts = ["" if _missing(t) else str(t) for t in df[text_column].tolist()]
         ids = df[id_column].tolist() if id_column is not None else None
         results = self.code_texts(texts, progress=progress, ids=ids)
-        return self.calibrate_frame(with_codes(df, self.codebook, results, self.scoring), gold)
+        return self.calibrate_frame(
+            with_codes(df, self.codebook, results, self.scorer.columns), gold
+        )
 
     def calibrate_frame(
         self, coded: pd.DataFrame, gold: str | Sequence[str] | dict[str, str] | None = None
@@ -249,8 +261,9 @@ class Coder:
         chunks = OrderedChunks(
             iter_table(data, chunksize),
             self.codebook,
-            self.scoring,
+            self.scorer.columns,
             writer.write if self.calibrate == "none" else frames.append,
+            empty=pd.DataFrame(columns=table_columns(data)),
         )
         try:
             try:
@@ -358,6 +371,7 @@ class Coder:
                 **self.params.as_dict(),
                 "concurrency": self.concurrency,
                 "threshold": self.threshold,
+                "truncate": self.truncate,
             },
             **extra,
             **stats.as_dict(),
@@ -366,10 +380,14 @@ class Coder:
 
     def close(self) -> None:
         """Release the engine's connections and the store."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self._close_store()
         run_sync(self.backend.aclose)
+
+    def __enter__(self) -> Coder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _chunk_rows(

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import DataError
+from .backends.base import Message
 from .codebook import Codebook
 from .models import is_local_model
-from .prompt import Message, build_messages
+from .plan import preview_planner
 from .tables import iter_table, table_columns
 
 #: when the prices below were last checked (standard tier, no Batch API), against copies of
@@ -238,6 +239,7 @@ def estimate(
         report = Estimate(model, name, exact, price=price_for(model))
     report.local = local
     report.max_tokens = max_tokens
+    planner = preview_planner(codebook, max_tokens=max_tokens)
     for chunk in iter_table(data, columns=[text_column]):
         for value in chunk[text_column].tolist():
             report.rows += 1
@@ -245,7 +247,7 @@ def estimate(
             if not text.strip():
                 report.empty += 1
                 continue
-            for var in codebook.variables:
+            for request in planner.all_requests(text):  # every request the run would send
                 report.requests += 1
-                report.prompt_tokens += request_tokens(build_messages(codebook, text, var))
+                report.prompt_tokens += request_tokens(request.messages)
     return report

@@ -7,17 +7,10 @@ text, so engines can cache it; only the final user message changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypedDict
 
+from .backends.base import Message
 from .codebook import Codebook, Variable
-
-
-class Message(TypedDict):
-    """One chat message as OpenAI's Chat Completions API takes it."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
+from .scoring.multi import NO, YES
 
 ANSWER_LINE = "Answer with the category only, exactly as written above, and nothing else."
 
@@ -66,9 +59,6 @@ def build_messages(
     ]
 
 
-YES, NO = "yes", "no"
-
-
 def multi_label_system(codebook: Codebook, variable: Variable, label: str) -> str:
     """The system message for one category of a multi-label variable: a yes/no question."""
     cat = next(c for c in variable.categories if c.label == label)
@@ -85,6 +75,14 @@ def multi_label_messages(
     codebook: Codebook, variable: Variable, label: str, text: str
 ) -> list[Message]:
     """One yes/no request for one category of a multi-label variable; examples answer it too."""
+    return [
+        *multi_label_prefix(codebook, variable, label),
+        {"role": "user", "content": codebook.render(text)},
+    ]
+
+
+def multi_label_prefix(codebook: Codebook, variable: Variable, label: str) -> list[Message]:
+    """The shared part of one category's yes/no request: the question and the examples."""
     messages: list[Message] = [
         {"role": "system", "content": multi_label_system(codebook, variable, label)}
     ]
@@ -94,26 +92,16 @@ def multi_label_messages(
         given = {p.strip().lower() for p in ex.codes[variable.name].split(";") if p.strip()}
         messages.append({"role": "user", "content": codebook.render(ex.text)})
         messages.append({"role": "assistant", "content": YES if label.lower() in given else NO})
-    messages.append({"role": "user", "content": codebook.render(text)})
     return messages
-
-
-def joint_schema(codebook: Codebook) -> dict[str, object]:
-    """The JSON schema of a joint answer: one enum field per variable (an array if multi)."""
-    props: dict[str, object] = {}
-    for var in codebook.variables:
-        enum = {"type": "string", "enum": var.labels}
-        props[var.name] = {"type": "array", "items": enum} if var.multi else enum
-    return {
-        "type": "object",
-        "properties": props,
-        "required": [v.name for v in codebook.variables],
-        "additionalProperties": False,
-    }
 
 
 def joint_messages(codebook: Codebook, text: str) -> list[Message]:
     """All variables in one request, answered as a JSON object (`mode: joint`)."""
+    return [*joint_prefix(codebook), {"role": "user", "content": codebook.render(text)}]
+
+
+def joint_prefix(codebook: Codebook) -> list[Message]:
+    """The shared part of a joint request: every variable's scheme, and the examples."""
     import json
 
     parts = [codebook.instructions.strip()]
@@ -143,5 +131,4 @@ def joint_messages(codebook: Codebook, text: str) -> list[Message]:
             answer[var.name] = labels if var.multi else labels[0]
         messages.append({"role": "user", "content": codebook.render(ex.text)})
         messages.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
-    messages.append({"role": "user", "content": codebook.render(text)})
     return messages

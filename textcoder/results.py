@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .codebook import Codebook, Variable
+from . import output as out
+from .codebook import Codebook
 from .scoring.result import VariableResult, ordinal_summary
 
 
@@ -56,74 +56,54 @@ class CodeResult(Mapping[str, VariableResult]):
         return self._only().error
 
 
-def column_slug(label: str) -> str:
-    """A category label as it appears in a column name: spaces and punctuation become `_`."""
-    return re.sub(r"[^\w]+", "_", label.strip()).strip("_") or "blank"
-
-
-def variable_columns(variable: Variable, scoring: str | None = None) -> list[str]:
-    """The output columns for one variable, in order."""
-    v = variable.name
-    cols = [
-        v,
-        *(f"{v}_p_{column_slug(lab)}" for lab in variable.labels),
-        f"{v}_p_other",
-        f"{v}_confidence",
-        f"{v}_entropy",
-    ]
-    if variable.scale == "ordinal" and not variable.multi:
-        cols += [f"{v}_expected", f"{v}_median"]
-    if scoring == "sample":
-        cols.append(f"{v}_n")
-    return [*cols, f"{v}_raw", f"{v}_fallback", f"{v}_error"]
-
-
-def result_row(
-    codebook: Codebook, result: CodeResult, scoring: str | None = None
-) -> dict[str, Any]:
-    """One output row's coded columns."""
+def result_row(codebook: Codebook, result: CodeResult, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """One output row's coded columns (names from `output`); `extra`: the scorer's kinds."""
     row: dict[str, Any] = {}
     for var in codebook.variables:
         r = result[var.name]
         v = var.name
         row[v] = r.label
-        for lab in var.labels:
-            row[f"{v}_p_{column_slug(lab)}"] = r.probs.get(lab, 0.0)
-        row[f"{v}_p_other"] = r.other
-        row[f"{v}_confidence"] = r.confidence
-        row[f"{v}_entropy"] = r.entropy
-        if var.scale == "ordinal" and not var.multi:
+        for lab, col in zip(var.labels, out.prob_columns(var), strict=True):
+            row[col] = r.probs.get(lab, 0.0)
+        row[out.column(v, out.OUTSIDE)] = r.other
+        row[out.column(v, out.CONFIDENCE)] = r.confidence
+        row[out.column(v, out.ENTROPY)] = r.entropy
+        if out.has_summary(var):
             expected, median = ordinal_summary(r.probs, var.labels)
-            row[f"{v}_expected"] = expected
-            row[f"{v}_median"] = median if median else None
-        if scoring == "sample":
-            row[f"{v}_n"] = r.extra.get("n")
-        row[f"{v}_raw"] = r.raw
-        row[f"{v}_fallback"] = bool(r.extra.get("fallback", False))
-        row[f"{v}_error"] = r.error or ""
+            row[out.column(v, out.EXPECTED)] = expected
+            row[out.column(v, out.MEDIAN)] = median if median else None
+        for kind in extra:
+            row[out.column(v, kind)] = r.extra.get(kind)
+        row[out.column(v, out.RAW)] = r.raw
+        row[out.column(v, out.FALLBACK)] = bool(r.extra.get("fallback", False))
+        row[out.column(v, out.ERROR)] = r.error or ""
     return row
 
 
+def coded_columns(codebook: Codebook, extra: Sequence[str] = ()) -> list[str]:
+    """Every coded column of a table, in order."""
+    return [c for var in codebook.variables for c in out.variable_columns(var, extra)]
+
+
 def result_columns(
-    codebook: Codebook, results: Sequence[CodeResult], scoring: str | None = None
+    codebook: Codebook, results: Sequence[CodeResult], extra: Sequence[str] = ()
 ) -> dict[str, list[Any]]:
     """The coded columns for many results, column by column."""
-    names = [c for var in codebook.variables for c in variable_columns(var, scoring)]
-    cols: dict[str, list[Any]] = {n: [] for n in names}
+    cols: dict[str, list[Any]] = {n: [] for n in coded_columns(codebook, extra)}
     for res in results:
-        for k, val in result_row(codebook, res, scoring).items():
+        for k, val in result_row(codebook, res, extra).items():
             cols[k].append(val)
     return cols
 
 
 def with_codes(
-    frame: Any, codebook: Codebook, results: Sequence[CodeResult], scoring: str | None = None
+    frame: Any, codebook: Codebook, results: Sequence[CodeResult], extra: Sequence[str] = ()
 ) -> Any:
     """`frame` (a DataFrame, one row per result) with the coded columns appended; input
     columns of the same names are replaced."""
     import pandas as pd
 
-    coded = pd.DataFrame(result_columns(codebook, results, scoring), index=frame.index)
+    coded = pd.DataFrame(result_columns(codebook, results, extra), index=frame.index)
     clash = [c for c in coded.columns if c in frame.columns]
     return pd.concat([frame.drop(columns=clash), coded], axis=1)
 
@@ -140,17 +120,20 @@ class OrderedChunks:
         self,
         chunks: Iterator[Any],
         codebook: Codebook,
-        scoring: str | None,
+        extra: Sequence[str],
         emit: Callable[[Any], None],
+        empty: Any = None,
     ) -> None:
         self._chunks = chunks
         self.codebook = codebook
-        self.scoring = scoring
+        self.extra = tuple(extra)
         self._emit = emit
         self._waiting: dict[int, CodeResult] = {}
         self._done: list[CodeResult] = []
         self._chunk: Any = None
         self.rows = 0  # rows emitted so far
+        #: the table's header as an empty frame, for a table with no rows
+        self._empty: Any = empty
 
     def add(self, index: int, result: CodeResult) -> None:
         """The result of row `index` (counted from 0 over the whole table)."""
@@ -164,11 +147,15 @@ class OrderedChunks:
 
     def _flush(self) -> None:
         chunk, results = self._chunk, self._done
-        self._emit(with_codes(chunk, self.codebook, results, self.scoring))
+        self._emit(with_codes(chunk, self.codebook, results, self.extra))
         self.rows += len(results)
         self._chunk, self._done = None, []
 
     def finish(self) -> None:
-        """Check that every row of the table was emitted."""
-        if self._waiting or self._done or next(self._chunks, None) is not None:
+        """Check that every row of the table was emitted; a table with no rows is emitted
+        as its header with the coded columns."""
+        rest = [c for c in self._chunks if len(c)] if not self._waiting else [None]
+        if self._waiting or self._done or rest:
             raise RuntimeError(f"only {self.rows} rows of the table have their results")
+        if self.rows == 0 and self._empty is not None:
+            self._emit(with_codes(self._empty, self.codebook, [], self.extra))

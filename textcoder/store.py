@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import DataError
+from .output import INVALID, LEGACY_INVALID
 from .scoring.result import VariableResult
 
 SCHEMA_VERSION = "1"
@@ -79,8 +80,11 @@ def result_from_json(text: str) -> VariableResult:
     """The inverse of `result_to_json`."""
     d = json.loads(text)
     nan = float("nan")
+    label = d["label"]
+    if label == LEGACY_INVALID and label not in d["probs"]:  # stored by textcoder 0.1
+        label = INVALID
     return VariableResult(
-        label=d["label"],
+        label=label,
         probs={k: nan if v is None else float(v) for k, v in d["probs"].items()},
         other=nan if d["other"] is None else float(d["other"]),
         raw=d.get("raw") or "",

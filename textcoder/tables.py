@@ -6,6 +6,7 @@ million rows needs memory for a chunk, not for the table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -62,7 +63,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
     """Write a table in the format its extension names, via a temporary file then a rename."""
     p = Path(path)
     fmt = table_format(p)
-    tmp = p.with_name(p.name + ".tmp")
+    tmp = temporary_path(p)
     try:
         if fmt in ("csv", "tsv"):
             df.to_csv(tmp, sep="\t" if fmt == "tsv" else ",", index=False)
@@ -87,6 +88,12 @@ def _cannot_read(p: Path, fmt: str, exc: Exception) -> DataError:
         return DataError(f"{p}: reading {fmt} needs an extra package: {exc}")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DataError(f"{p}: cannot read as {fmt}: {first}")
+
+
+def temporary_path(path: Path) -> Path:
+    """Where a table is written before it is renamed into place: one file per process, so
+    two processes writing one output never remove each other's file."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
 def table_columns(path: str | Path) -> list[str]:
@@ -165,7 +172,7 @@ class TableWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.format = table_format(self.path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = temporary_path(self.path)
         self.rows = 0
         self._handle: IO[str] | None = None
         self._parquet: Any = None

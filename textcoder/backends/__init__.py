@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .._exceptions import UsageError
-from ..models import is_local_model
+from ..models import is_local_model, list_models
 from .base import Backend, Completion, CompletionParams, TokenLogprob
 
 BACKENDS = ("local", "openai")
@@ -43,6 +43,13 @@ def make_backend(
         return LocalBackend(model)
     from .openai import OpenAIBackend
 
+    no_server = not (base_url or os.environ.get("OPENAI_BASE_URL"))
+    if no_server and backend is None and not (api_key or os.environ.get("OPENAI_API_KEY")):
+        found = ", ".join(m.name for m in list_models()) or "none"
+        raise UsageError(
+            f"{model!r} is not a local model (found here: {found}; or give a .gguf path), and "
+            "as a model on a server it needs OPENAI_API_KEY (or --base-url for a local server)"
+        )
     return OpenAIBackend(
         model=model, base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
     )

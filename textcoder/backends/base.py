@@ -5,9 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
-from ..prompt import Message
+from ..retry import RetryPolicy
+
+
+class Message(TypedDict):
+    """One chat message as OpenAI's Chat Completions API takes it."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
 
 
 @dataclass(frozen=True)
@@ -61,20 +68,63 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class ContinuationScores:
+    """log P(continuation | prompt) for each continuation asked, and the tokens evaluated."""
+
+    logprobs: tuple[float, ...]
+    prompt_tokens: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One Chat Completions request: messages and parameters."""
+
+    messages: list[Message]
+    params: CompletionParams
+
+
+@dataclass(frozen=True)
+class ContinuationRequest:
+    """Score each continuation after the rendered prompt (`exact`): the first `n_prefix`
+    messages, and `head` (the user turn's text before the text itself), are shared by every
+    text, so an engine may cache them."""
+
+    messages: list[Message]
+    continuations: tuple[str, ...]
+    n_prefix: int
+    head: str = ""
+
+
+#: what an engine is asked, and what it answers
+Request = ChatRequest | ContinuationRequest
+Answer = Completion | ContinuationScores
+
+
+@dataclass(frozen=True)
 class Capabilities:
-    """What an engine honours: logprobs, top_logprobs, several choices (`n`), json_schema."""
+    """What an engine honours: logprobs, top_logprobs, several choices (`n`), json_schema,
+    and scoring continuations after a prompt (`continuations`, what `exact` needs)."""
 
     logprobs: bool
     top_logprobs: bool
     n: bool
     json_schema: bool | None = None  # None: not probed (only joint codebooks need it)
-
-    def default_scoring(self) -> str:
-        """`logprobs` where the engine gives top_logprobs, else `sample`."""
-        return "logprobs" if self.logprobs and self.top_logprobs else "sample"
+    continuations: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: what each capability flag lets an engine do, for messages
+ABILITIES = {
+    "logprobs": "return logprobs",
+    "top_logprobs": "return top_logprobs",
+    "n": "return several choices (n)",
+    "json_schema": "follow a json_schema",
+    "continuations": "score continuations after a prompt (the local engine; vLLM)",
+}
 
 
 class Backend(ABC):
@@ -82,8 +132,6 @@ class Backend(ABC):
 
     #: short name recorded in manifests (`openai`, `local`)
     name: str = ""
-    #: the scoring method used when the user names none
-    default_scoring: str = "logprobs"
     #: how many requests the runner keeps in flight by default
     default_concurrency: int = 1
 
@@ -101,11 +149,50 @@ class Backend(ABC):
         return {"backend": self.name, "model": self.model}
 
     def capabilities(self) -> Capabilities:
-        """What this engine honours, where it is known without asking (local engines)."""
+        """What this engine honours, as far as it is known without asking."""
         return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=False)
+
+    async def probe(
+        self, json_schema: bool = False, retry: RetryPolicy | None = None
+    ) -> Capabilities:
+        """What this engine honours, asking the engine where it must (HTTP servers), retried
+        as requests are; `json_schema`: find out about that too (joint codebooks)."""
+        return self.capabilities()
+
+    def truncate(self, text: str, around: Sequence[Message], answer_tokens: int) -> str:
+        """`text` cut (at a token) so that `around` (the request with an empty text) plus the
+        text plus `answer_tokens` fit the model's context; engines that know their tokenizer."""
+        from .._exceptions import UsageError
+
+        raise UsageError(
+            f"--truncate needs an engine whose tokenizer and context textcoder knows (the "
+            f"local engine); the {self.name} backend reports a text too long as its row's error"
+        )
+
+    async def score_continuations(self, request: ContinuationRequest) -> ContinuationScores:
+        """log P(continuation | prompt) per continuation; engines with `continuations`."""
+        raise NotImplementedError(f"the {self.name} backend cannot score continuations")
+
+    async def answer(self, request: Request) -> Answer:
+        """Answer any request: a chat completion, or continuation scores."""
+        if isinstance(request, ContinuationRequest):
+            return await self.score_continuations(request)
+        return await self.complete(request.messages, request.params)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Anything to settle before the first request (e.g. which model a server serves)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or memory; the default holds nothing."""
+
+    def close(self) -> None:
+        """`aclose` from synchronous code."""
+        from ..asyncsync import run_sync
+
+        run_sync(self.aclose)
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

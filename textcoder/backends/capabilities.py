@@ -1,76 +1,88 @@
 """Learning what an OpenAI-compatible server honours before a run: logprobs, top_logprobs, n,
-json_schema. Servers differ (see the Chat Completions reference); guessing wrong loses rows."""
+json_schema. Servers differ (see the Chat Completions reference); guessing wrong loses rows.
+The probe's requests are retried as coding requests are (backoff, Retry-After)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import openai
-
-from .base import Backend, Capabilities
+from .._exceptions import BackendError, RequestError
+from ..retry import RetryPolicy, with_retries
+from .base import Capabilities
 
 PROBE_MESSAGES = [{"role": "user", "content": "Is the sky blue? Answer yes or no."}]
+_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+Post = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
-async def probe(client: openai.AsyncOpenAI, model: str, json_schema: bool = False) -> Capabilities:
-    """One small request asking for logprobs, top_logprobs=2 and n=2 (and one for json_schema)."""
+async def probe(
+    post: Post, model: str, *, json_schema: bool = False, retry: RetryPolicy | None = None
+) -> Capabilities:
+    """One small request asking for logprobs, top_logprobs=2 and n=2 (and one for json_schema);
+    `post` sends a request body and returns the answer's JSON (or raises `BackendError`)."""
+    policy = retry if retry is not None else RetryPolicy()
     base: dict[str, Any] = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": 2}
+
+    async def ask(body: dict[str, Any]) -> Any:
+        return await with_retries(lambda: post(body), policy)
+
+    extra = {"n": 2, "temperature": 1.0, "seed": 0}
     try:
-        resp = await client.chat.completions.create(
-            **base, logprobs=True, top_logprobs=2, n=2, temperature=1.0, seed=0
-        )
-        choice = resp.choices[0] if resp.choices else None
-        content = choice.logprobs.content if choice and choice.logprobs else None
-        has_lp = bool(content)
-        has_top = bool(content) and all(len(t.top_logprobs or []) >= 2 for t in content or [])
-        has_n = len(resp.choices) == 2
-    except openai.BadRequestError:
+        data = await ask({**base, **extra, "logprobs": True, "top_logprobs": 2})
+        content = [c.get("logprobs", {}) or {} for c in _choices(data)][:1]
+        tokens = (content[0].get("content") or []) if content else []
+        has_lp = bool(tokens)
+        has_top = has_lp and all(len(t.get("top_logprobs") or []) >= 2 for t in tokens)
+        has_n = len(_choices(data)) == 2
+    except RequestError:
         has_lp = has_top = False
         try:
-            resp = await client.chat.completions.create(**base, n=2, temperature=1.0, seed=0)
-            has_n = len(resp.choices) == 2
-        except openai.BadRequestError:
+            has_n = len(_choices(await ask({**base, **extra}))) == 2
+        except RequestError:
             has_n = False
-    schema_ok: bool | None = None
-    if json_schema:
-        schema_ok = await _probe_json_schema(client, base)
+    schema_ok = await _probe_json_schema(ask, base) if json_schema else None
     return Capabilities(has_lp, has_top, has_n, schema_ok)
 
 
-async def _probe_json_schema(client: openai.AsyncOpenAI, base: dict[str, Any]) -> bool:
-    import json
+def _choices(data: Any) -> list[dict[str, Any]]:
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
 
-    schema = {
-        "type": "object",
-        "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
-        "required": ["answer"],
-        "additionalProperties": False,
+
+async def _probe_json_schema(ask: Post, base: dict[str, Any]) -> bool:
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "probe", "schema": _SCHEMA, "strict": True},
     }
     try:
-        resp = await client.chat.completions.create(
-            **{**base, "max_tokens": 20},
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": "probe", "schema": schema, "strict": True},
-            },
-        )
-    except openai.BadRequestError:
+        data = await ask({**base, "max_tokens": 20, "response_format": fmt})
+    except RequestError:
         return False
     try:
-        data = json.loads(resp.choices[0].message.content or "")
-    except (json.JSONDecodeError, IndexError):
+        answer = json.loads(_choices(data)[0]["message"]["content"] or "")
+    except (json.JSONDecodeError, IndexError, KeyError, TypeError):
         return False
-    return isinstance(data, dict) and data.get("answer") in ("yes", "no")
+    return isinstance(answer, dict) and answer.get("answer") in ("yes", "no")
 
 
-async def probe_server(backend: Backend, json_schema: bool = False) -> Capabilities:
-    """Probe an OpenAI-compatible backend's server (see `probe`)."""
-    client = getattr(backend, "client", None)
-    if not isinstance(client, openai.AsyncOpenAI):
-        return backend.capabilities()
+async def probe_server(
+    post: Post,
+    where: str,
+    model: str,
+    *,
+    json_schema: bool = False,
+    retry: RetryPolicy | None = None,
+) -> Capabilities:
+    """`probe`, with a server that never answers reported as one clear error."""
     try:
-        return await probe(client, backend.model, json_schema=json_schema)
-    except openai.APIError as exc:
-        from .._exceptions import BackendError
-
-        raise BackendError(f"cannot probe {client.base_url}: {exc}") from exc
+        return await probe(post, model, json_schema=json_schema, retry=retry)
+    except BackendError as exc:
+        raise BackendError(f"cannot probe {where}: {exc}") from exc

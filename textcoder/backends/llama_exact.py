@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .._exceptions import BackendError, RequestError
-from ..prompt import Message
+from .base import Message
 
 if TYPE_CHECKING:
     from .local import LocalEngine

@@ -23,8 +23,16 @@ import numpy as np
 
 from .._exceptions import BackendError, ModelError, RequestError
 from ..models import LocalModel, resolve_model
-from ..prompt import Message
-from .base import Backend, Capabilities, Completion, CompletionParams, TokenLogprob
+from .base import (
+    Backend,
+    Capabilities,
+    Completion,
+    CompletionParams,
+    ContinuationRequest,
+    Message,
+    TokenLogprob,
+)
+from .base import ContinuationScores as Scores
 from .llama_exact import ContinuationScores, ExactScorer
 
 
@@ -124,7 +132,6 @@ class LocalBackend(Backend):
     """The embedded engine: a GGUF model run by llama.cpp in this process."""
 
     name = "local"
-    default_scoring = "exact"
     default_concurrency = 1
 
     def __init__(
@@ -143,8 +150,21 @@ class LocalBackend(Backend):
         return self.info.name
 
     def capabilities(self) -> Capabilities:
-        """Logprobs, top_logprobs, n choices and json_schema (by grammar): all honoured."""
-        return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=True)
+        """Logprobs, top_logprobs, n choices, json_schema (by grammar) and continuation
+        scoring (with a cached prefix): all honoured."""
+        return Capabilities(
+            logprobs=True, top_logprobs=True, n=True, json_schema=True, continuations=True
+        )
+
+    def truncate(self, text: str, around: Sequence[Message], answer_tokens: int) -> str:
+        """Keep the text's first tokens that fit the context after the rest of the prompt."""
+        engine = self.engine
+        overhead = len(engine.tokenize(engine.render(around)))
+        room = max(1, engine.n_ctx - overhead - answer_tokens - 16)  # 16: label tokens
+        tokens = engine.tokenize(text, bos=False)
+        if len(tokens) <= room:
+            return text
+        return b"".join(engine.piece(t) for t in tokens[:room]).decode("utf-8", errors="ignore")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -178,15 +198,16 @@ class LocalBackend(Backend):
                 self._exact = ExactScorer(self.engine)
             return self._exact
 
-    async def score_continuations(
-        self,
-        messages: Sequence[Message],
-        continuations: Sequence[str],
-        n_prefix: int,
-        head: str = "",
-    ) -> ContinuationScores:
-        return await asyncio.to_thread(
-            self.score_continuations_sync, messages, continuations, n_prefix, head
+    async def score_continuations(self, request: ContinuationRequest) -> Scores:
+        scored = await asyncio.to_thread(
+            self.score_continuations_sync,
+            request.messages,
+            request.continuations,
+            request.n_prefix,
+            request.head,
+        )
+        return Scores(
+            tuple(scored.logprobs), scored.prompt_tokens, self.model, self.engine.fingerprint
         )
 
     def complete_sync(self, messages: Sequence[Message], params: CompletionParams) -> Completion:

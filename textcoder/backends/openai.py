@@ -15,8 +15,10 @@ import aiohttp
 import openai
 
 from .._exceptions import BackendError, RequestError, UsageError
-from ..prompt import Message
-from .base import Backend, Completion, CompletionParams, TokenLogprob
+from .._version import __version__
+from ..retry import RetryPolicy
+from .base import Backend, Capabilities, Completion, CompletionParams, Message, TokenLogprob
+from .capabilities import probe_server
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -32,7 +34,6 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
-    default_scoring = "logprobs"
     default_concurrency = 16
 
     def __init__(
@@ -135,6 +136,18 @@ class OpenAIBackend(Backend):
             "model": self.model,
             "base_url": self._root + "/",
         }
+
+    def capabilities(self) -> Capabilities:
+        """What is assumed of a server until it is probed: Chat Completions with logprobs."""
+        return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=None)
+
+    async def probe(
+        self, json_schema: bool = False, retry: RetryPolicy | None = None
+    ) -> Capabilities:
+        """Ask the server (see `capabilities.probe`), retried as coding requests are."""
+        return await probe_server(
+            self._post, self._root, self.model, json_schema=json_schema, retry=retry
+        )
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
         body: dict[str, Any] = {
@@ -289,6 +302,4 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def _version() -> str:
-    from .. import __version__
-
-    return str(__version__)
+    return __version__

@@ -4,7 +4,7 @@ Works on the output table (not on answers as they arrive), so a run resumed from
 calibrates exactly as an uninterrupted one. For each variable, the raw probabilities are kept
 in `V_rawp_<category>`, the calibrated ones replace `V_p_<category>`, and the label,
 confidence and entropy follow them. Calibration acts on the distribution over the categories;
-`V_p_other` (mass on answers naming no category) is kept, and the categories share the rest.
+`V_outside` (mass on answers naming no category) is kept, and the categories share the rest.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from .. import output
 from .._exceptions import DataError, UsageError
 from ..codebook import Codebook, Variable
-from ..results import column_slug
-from ..scoring.result import INVALID
+from ..output import CONFIDENCE, ENTROPY, INVALID, OUTSIDE
 from .methods import METHODS, FitCalibrator, Matrix, cross_fit, make_calibrator
 
 CONTENT_FREE_INPUTS = ("N/A", "[MASK]", "...")
@@ -32,7 +32,7 @@ NEEDS_CONTENT_FREE = ("content-free", "prior")
 
 def prob_columns(variable: Variable, prefix: str = "p") -> list[str]:
     """`V_p_<category>` (or `V_rawp_<category>`) for every category, codebook order."""
-    return [f"{variable.name}_{prefix}_{column_slug(lab)}" for lab in variable.labels]
+    return output.prob_columns(variable, prefix)
 
 
 def gold_columns(
@@ -186,9 +186,10 @@ def _calibrate_variable(
         params = cal.params
     params["calibrated_rows"] = int(valid.sum())
 
-    if source is pcols:  # keep the raw probabilities, right after V_p_other
+    if source is pcols:  # keep the raw probabilities, right after V_outside
         names = list(out.columns)
-        anchor = f"{var.name}_p_other" if f"{var.name}_p_other" in names else pcols[-1]
+        outside = output.column(var.name, OUTSIDE)
+        anchor = outside if outside in names else pcols[-1]
         at = names.index(anchor) + 1
         for j, col in enumerate(rawcols):
             out.insert(at + j, col, raw[:, j])
@@ -212,22 +213,23 @@ def _follow(out: pd.DataFrame, var: Variable, probs: Matrix, valid: npt.NDArray[
         new = current.copy()
         new[relabel] = labels[probs[relabel].argmax(axis=1)]
         out[v] = new
-    if f"{v}_confidence" in out.columns:
-        conf = out[f"{v}_confidence"].to_numpy(dtype=np.float64, copy=True)
+    conf_col, ent_col, out_col = (output.column(v, k) for k in (CONFIDENCE, ENTROPY, OUTSIDE))
+    if conf_col in out.columns:
+        conf = out[conf_col].to_numpy(dtype=np.float64, copy=True)
         conf[valid] = probs[valid].max(axis=1)
-        out[f"{v}_confidence"] = conf
-    if f"{v}_entropy" in out.columns:
+        out[conf_col] = conf
+    if ent_col in out.columns:
         other = (
-            out[f"{v}_p_other"].to_numpy(dtype=np.float64)
-            if f"{v}_p_other" in out.columns
+            out[out_col].to_numpy(dtype=np.float64)
+            if out_col in out.columns
             else np.zeros(len(out))
         )
         allp = np.column_stack([probs, other])[valid]
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(allp > 0, allp * np.log(np.where(allp > 0, allp, 1.0)), 0.0)
-        ent = out[f"{v}_entropy"].to_numpy(dtype=np.float64, copy=True)
+        ent = out[ent_col].to_numpy(dtype=np.float64, copy=True)
         ent[valid] = -terms.sum(axis=1)
-        out[f"{v}_entropy"] = ent
+        out[ent_col] = ent
 
 
 def uncalibrated(table: pd.DataFrame, variable: Variable) -> pd.DataFrame | None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
 from .._exceptions import TextcoderError
+from .._version import __version__
 from . import code, estimate, evaluate, models, prompt, serve
 
 COMMANDS = [code, prompt, evaluate, estimate, models, serve]

@@ -13,7 +13,8 @@ from ..calibration import METHODS as CALIBRATIONS
 from ..calibration import gold_codes, gold_columns
 from ..codebook import Codebook
 from ..coder import Coder
-from ..runner import RunInterrupted
+from ..run.schedule import RunInterrupted
+from ..runlock import RunLock
 from ..scoring import METHODS
 from ..store import default_store_path
 from ..tables import check_output, default_output, read_table
@@ -70,6 +71,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--rpm", type=float, help="at most this many requests a minute")
     p.add_argument("--tpm", type=float, help="at most this many tokens a minute (estimated)")
+    p.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut each text longer than the model's context to fit (local engine; counted "
+        "in the manifest as truncated_texts)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -79,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else default_output(args.data)
     check_output(args.data, out)
     store = Path(args.store) if args.store else default_store_path(out)
+    for path, what in ((out, "output"), (store, "store")):
+        if not path.parent.is_dir():
+            raise UsageError(f"{path}: the {what}'s folder {path.parent} does not exist")
+    with RunLock(store):  # before anything is sent: a second live run stops here
+        return _run(args, book, out, store)
+
+
+def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> int:
     if args.calibrate == "fit" and not args.gold:
         raise UsageError("--calibrate fit needs --gold COLUMN (the human codes to fit on)")
     golds = gold_columns(book, args.gold)
@@ -108,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         rpm=args.rpm,
         tpm=args.tpm,
         fresh=args.fresh,
+        truncate=args.truncate,
     )
 
     def warn(message: str) -> None:
@@ -150,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     stats = coder.last_stats
     failed = stats.failed if stats else 0
+    permanent = stats.failed_permanent if stats else 0
     if not args.quiet and stats is not None:
         reused = f", {stats.reused} answers from the store" if stats.reused else ""
         print(
@@ -160,9 +177,22 @@ def run(args: argparse.Namespace) -> int:
     if golds:  # evaluate against the human codes right after coding
         evaluate.after_code(out, golds, book, quiet=args.quiet)
     if failed:
-        print(
-            f"textcoder: {failed} rows failed (see the *_error columns); run the same command "
-            f"again to retry only those (answers are kept in {store})",
-            file=sys.stderr,
-        )
+        print(_failed_line(failed, permanent, store), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _failed_line(failed: int, permanent: int, store: Path) -> str:
+    """The closing line for failed rows: what a rerun can fix, and what it cannot."""
+    transient = failed - permanent
+    parts = [f"textcoder: {failed} rows failed (see the *_error columns)"]
+    if transient:
+        parts.append(
+            f"{transient} for a passing reason: run the same command again to retry only "
+            f"those (answers are kept in {store})"
+        )
+    if permanent:
+        parts.append(
+            f"{permanent} would fail the same way again (e.g. a text longer than the model's "
+            "context: --truncate cuts texts to fit)"
+        )
+    return "; ".join(parts)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from ..backends.base import ChatRequest, Request
 from ..codebook import Codebook
-from ..prompt import build_messages
+from ..plan import preview_planner
 from .options import add_codebook_option
 
 
@@ -22,12 +24,26 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the plan's requests: one variable's messages, or every request of the row."""
     book = Codebook.from_yaml(args.codebook)
-    variables = [book.variable(args.variable)] if args.variable else list(book.variables)
-    out: Any
-    if len(variables) == 1:
-        out = build_messages(book, args.text, variables[0])
-    else:
-        out = {v.name: build_messages(book, args.text, v) for v in variables}
+    planner = preview_planner(book)
+    units = planner.plan(args.text)
+    if args.variable:
+        planner.joint = False
+        units = [planner.variable_unit(args.text, book.variable(args.variable))]
+    shown = {", ".join(v.name for v in unit.variables): _requests(unit.requests) for unit in units}
+    out: Any = next(iter(shown.values())) if len(shown) == 1 else shown
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
+
+
+def _requests(requests: Sequence[Request]) -> Any:
+    """One request: its messages (as before); several (multi-label, joint): each with what
+    it asks beyond the messages."""
+    only = requests[0] if len(requests) == 1 else None
+    if isinstance(only, ChatRequest) and not only.params.extra:
+        return only.messages
+    return [
+        {"messages": r.messages, **(r.params.extra if isinstance(r, ChatRequest) else {})}
+        for r in requests
+    ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..output import INVALID
 from . import metrics as m
 from .bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, LEVEL, bootstrap
-from .load import INVALID, Coded
+from .load import Coded
 
 
 def evaluate(

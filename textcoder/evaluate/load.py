@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import output
 from .._exceptions import CodebookError, DataError, UsageError
 from ..codebook import Codebook, Variable
-from ..results import column_slug
+from ..output import OUTSIDE
 from ..tables import read_table
 from .metrics import Sample
-
-INVALID = "invalid"
 
 
 @dataclass(frozen=True)
@@ -104,11 +103,11 @@ def from_frame(
     if gold_column not in df.columns:
         cols = ", ".join(map(str, df.columns))
         raise DataError(f"{where}: no gold column {gold_column!r} (columns: {cols})")
-    prob_cols = [f"{v}_p_{column_slug(lab)}" for lab in var.labels] + [f"{v}_p_other"]
+    prob_cols = output.prob_columns(var)
     missing = [c for c in (v, *prob_cols) if c not in df.columns]
     if missing:
         raise DataError(f"{where}: not a coded table for {v!r}: no column(s) {', '.join(missing)}")
-    probs = df[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    probs = _probabilities(df, var, prob_cols)
     labels = [_text(x) for x in df[v]]
     gold_raw = [_text(x) for x in df[gold_column]]
     text_col = str(manifest.get("input", {}).get("text_column") or "text")
@@ -164,6 +163,21 @@ def from_frame(
         n_failed=failed,
         n_missing_gold=missing_gold,
     )
+
+
+def _probabilities(df: pd.DataFrame, var: Variable, prob_cols: list[str]) -> np.ndarray:
+    """The categories' probabilities and the mass outside the scheme (`V_outside`; from a
+    table of textcoder 0.1, `V_p_other`; else what the categories leave)."""
+    cats = df[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    legacy = f"{var.name}_p_other"
+    col = output.column(var.name, OUTSIDE)
+    if col not in df.columns and legacy in df.columns and legacy not in prob_cols:
+        col = legacy
+    if col in df.columns:
+        outside = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    else:
+        outside = np.clip(1.0 - cats.sum(axis=1), 0.0, 1.0)
+    return np.column_stack([cats, outside])
 
 
 def _text(x: Any) -> str:

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
+from ..output import INVALID
 from .compare import comparison_rows
-from .load import INVALID, Coded
+from .load import Coded
 from .plots import confusion_heatmap, probability_histograms, reliability_diagram
 
 DISAGREEMENTS = 20

@@ -1,55 +1,66 @@
-"""From an engine's answer to category probabilities, one function per scoring method."""
+"""From an engine's answer to category probabilities: one scorer per method, one registry.
+
+Each scorer says what it needs from an engine (`needs`, `Capabilities` flags), what it asks
+in a request (`params`, `requests`), how answers become probabilities (`read`) and which
+extra columns it writes (`columns`). Nothing outside this package branches on a method.
+"""
 
 from __future__ import annotations
 
-from ..backends.base import Completion
+from ..backends.base import Capabilities, Completion
 from ..codebook import Variable
-from .logprobs import category_mass
-from .result import INVALID, VariableResult, normalise
-from .text import parse_label
+from ..output import INVALID
+from .base import RequestContext, Scorer, Settings
+from .exact import ExactScorer
+from .joint import JointScorer
+from .logprobs import LogprobsScorer, category_mass
+from .result import VariableResult, normalise
+from .sample import SampleScorer
+from .text import TextScorer, parse_label
 
-METHODS = ("exact", "logprobs", "text", "sample")
+#: every method, in the order a default is chosen: the first an engine supports
+SCORERS: dict[str, Scorer] = {
+    s.name: s for s in (ExactScorer(), LogprobsScorer(), SampleScorer(), TextScorer())
+}
+METHODS = tuple(SCORERS)
+
+
+def get_scorer(name: str) -> Scorer:
+    """The scorer of a method's name; an unknown name is a `KeyError` listing the methods."""
+    if name not in SCORERS:
+        raise KeyError(f"unknown scoring {name!r}; one of {', '.join(METHODS)}")
+    return SCORERS[name]
 
 
 def score_completion(completion: Completion, variable: Variable, method: str) -> VariableResult:
-    """Code one variable from one answer with `method` (`logprobs` or `text`)."""
-    answer = completion.text
-    cat = parse_label(answer, variable)
-    label = cat.label if cat is not None else INVALID
-    if method == "logprobs":
-        if not completion.tokens:
-            return VariableResult(
-                label=label,
-                probs=dict.fromkeys(variable.labels, 0.0),
-                other=1.0,
-                raw=answer,
-                error="the server returned no logprobs; use --scoring text",
-            )
-        probs, other = normalise(*_with_other(category_mass(completion.tokens, variable)))
-        return VariableResult(label=label, probs=probs, other=other, raw=answer)
-    if method == "text":
-        probs = {lab: 1.0 if lab == label else 0.0 for lab in variable.labels}
-        return VariableResult(
-            label=label, probs=probs, other=0.0 if cat is not None else 1.0, raw=answer
-        )
-    if method == "exact":
-        raise ValueError("scoring 'exact' scores labels under the model, not an answer")
-    raise ValueError(f"unknown scoring method {method!r}; one of {METHODS}")
+    """One variable from one chat answer, read by `method`'s scorer."""
+    return get_scorer(method).read([completion], variable)
 
 
-def _with_other(mass: dict[str, float]) -> tuple[dict[str, float], float]:
-    total = sum(mass.values())
-    if total > 1.0:
-        return mass, 0.0
-    return mass, 1.0 - total
+def default_scorer(capabilities: Capabilities) -> Scorer:
+    """The best method an engine supports: `exact`, else `logprobs`, else `sample`."""
+    return next(s for s in SCORERS.values() if s.supported(capabilities))
+
+
+def supported_methods(capabilities: Capabilities) -> list[str]:
+    """The methods an engine with these capabilities can use."""
+    return [name for name, s in SCORERS.items() if s.supported(capabilities)]
 
 
 __all__ = [
     "INVALID",
     "METHODS",
+    "SCORERS",
+    "JointScorer",
+    "RequestContext",
+    "Scorer",
+    "Settings",
     "VariableResult",
     "category_mass",
+    "default_scorer",
+    "get_scorer",
     "normalise",
     "parse_label",
     "score_completion",
+    "supported_methods",
 ]

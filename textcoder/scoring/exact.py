@@ -11,34 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
+from ..backends.base import (
+    Answer,
+    CompletionParams,
+    ContinuationRequest,
+    ContinuationScores,
+    Message,
+    Request,
+)
 from ..codebook import Variable
-from ..prompt import Message
+from .base import RequestContext, Scorer
 from .result import VariableResult
-
-
-@runtime_checkable
-class ContinuationScorer(Protocol):
-    """An engine that gives log P(continuation | prompt): what `exact` needs (the local one)."""
-
-    async def score_continuations(
-        self,
-        messages: Sequence[Message],
-        continuations: Sequence[str],
-        n_prefix: int,
-        head: str = "",
-    ) -> ScoredContinuations: ...
-
-
-class ScoredContinuations(Protocol):
-    """What `score_continuations` returns: one log-probability per continuation, and counts."""
-
-    @property
-    def logprobs(self) -> tuple[float, ...]: ...
-
-    @property
-    def prompt_tokens(self) -> int: ...
 
 
 def label_variants(label: str) -> list[str]:
@@ -82,3 +66,27 @@ def exact_result(
 def _logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class ExactScorer(Scorer):
+    """Every label variant scored after the prompt (the prefix cached by the engine)."""
+
+    name = "exact"
+    needs = ("continuations",)
+    probes = True
+
+    def requests(
+        self,
+        messages: list[Message],
+        variable: Variable,
+        params: CompletionParams,
+        ctx: RequestContext,
+    ) -> list[Request]:
+        variants = tuple(v for _, v in variants_for(variable))
+        return [ContinuationRequest(messages, variants, n_prefix=len(messages) - 1, head=ctx.head)]
+
+    def read(self, answers: Sequence[Answer], variable: Variable) -> VariableResult:
+        (scores,) = answers
+        if not isinstance(scores, ContinuationScores):
+            raise TypeError("exact scoring reads continuation scores")
+        return exact_result(variable, variants_for(variable), scores.logprobs)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
-from ..backends.base import TokenLogprob
+from ..backends.base import Answer, CompletionParams, TokenLogprob
 from ..codebook import Variable
+from .base import Scorer, Settings
+from .result import VariableResult, normalise
+from .text import label_of, only_completion
 
 _LEAD = re.compile(r"^[\s_\u2581\u0120\-'\"`*]+")
 
@@ -89,3 +93,28 @@ def _matches(cand: str, form: str) -> bool:
         return False
     rest = cand[len(form) :]
     return not rest or not (rest[0].isalnum())
+
+
+class LogprobsScorer(Scorer):
+    """The answer's first tokens' top_logprobs, summed per category (see the module)."""
+
+    name = "logprobs"
+    needs = ("logprobs", "top_logprobs")
+
+    def params(self, settings: Settings) -> CompletionParams:
+        return replace(super().params(settings), logprobs=True)
+
+    def read(self, answers: Sequence[Answer], variable: Variable) -> VariableResult:
+        completion = only_completion(answers)
+        label = label_of(completion.text, variable)
+        if not completion.tokens:
+            return VariableResult(
+                label=label,
+                probs=dict.fromkeys(variable.labels, 0.0),
+                other=1.0,
+                raw=completion.text,
+                error="the server returned no logprobs; use --scoring text",
+            )
+        mass = category_mass(completion.tokens, variable)
+        probs, other = normalise(mass, max(0.0, 1.0 - sum(mass.values())))
+        return VariableResult(label=label, probs=probs, other=other, raw=completion.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-INVALID = "invalid"
+from ..output import INVALID
 
 
 @dataclass(frozen=True)

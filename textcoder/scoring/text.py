@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from ..backends.base import Answer, Completion
 from ..codebook import Category, Variable
+from ..output import INVALID
+from .base import Scorer
+from .result import VariableResult
 
 _STRIP = " \t\r\n\"'`*_.,:;!?()[]{}<>-"
 
@@ -42,3 +47,29 @@ def parse_label(answer: str, variable: Variable) -> Category | None:
     if len(prefixed) == 1:
         return prefixed[0]
     return None
+
+
+def label_of(answer: str, variable: Variable) -> str:
+    """The category label an answer names, or `INVALID`."""
+    cat = parse_label(answer, variable)
+    return cat.label if cat is not None else INVALID
+
+
+def only_completion(answers: Sequence[Answer]) -> Completion:
+    """The one chat answer a single-request method gets."""
+    if len(answers) != 1 or not isinstance(answers[0], Completion):
+        raise TypeError("this scoring method reads exactly one chat completion")
+    return answers[0]
+
+
+class TextScorer(Scorer):
+    """The answer's text parsed into a category: probability 1 for it, 0 for the rest."""
+
+    name = "text"
+
+    def read(self, answers: Sequence[Answer], variable: Variable) -> VariableResult:
+        answer = only_completion(answers).text
+        label = label_of(answer, variable)
+        probs = {lab: 1.0 if lab == label else 0.0 for lab in variable.labels}
+        other = 0.0 if label != INVALID else 1.0
+        return VariableResult(label=label, probs=probs, other=other, raw=answer)

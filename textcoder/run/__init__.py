@@ -1,0 +1,1 @@
+"""Executors and scheduling: how planned requests are sent and their answers kept."""

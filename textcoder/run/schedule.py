@@ -1,0 +1,130 @@
+"""Scheduling rows: `concurrency` workers over a lazy stream of rows, stopped by signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+
+from ..progress import Progress
+from ..results import CodeResult
+from .stats import RunStats, now
+
+#: seconds that requests in flight may take to finish after SIGINT/SIGTERM before they are dropped
+STOP_GRACE = 5.0
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM stopped a run; every answer received before is in the store."""
+
+    def __init__(self, signame: str, stored: int) -> None:
+        super().__init__(f"{signame}: stopped with {stored} answers stored")
+        self.signame = signame
+        self.stored = stored
+
+
+class Scheduler:
+    """Runs `code_row(row_id, text)` over rows, `concurrency` at a time."""
+
+    def __init__(
+        self,
+        code_row: Callable[[str, str], Awaitable[CodeResult]],
+        stats: RunStats,
+        concurrency: int = 1,
+        empty: Callable[[], CodeResult] | None = None,
+    ) -> None:
+        self.code_row = code_row
+        self.stats = stats
+        self.concurrency = max(1, concurrency)
+        self.empty = empty
+        #: the signal that stopped the run, if one did
+        self.interrupted: str | None = None
+
+    async def run(
+        self,
+        items: Iterable[tuple[str, str]],
+        progress: Progress,
+        handle_signals: bool = False,
+        on_row: Callable[[int, CodeResult], None] | None = None,
+    ) -> None:
+        """Code every (row id, text); `items` is consumed lazily, so memory stays flat.
+
+        `on_row(index, result)` gets each row's results as the row is done (any order).
+        With `handle_signals`, SIGINT/SIGTERM stop taking rows, give requests in flight
+        `STOP_GRACE` seconds (a second signal: none), then the caller raises.
+        """
+        started = time.perf_counter()
+        source: Iterator[tuple[int, tuple[str, str]]] = enumerate(items)
+        tasks = [
+            asyncio.create_task(self._worker(source, progress, on_row))
+            for _ in range(self.concurrency)
+        ]
+        installed = self._install(tasks, progress) if handle_signals else []
+        loop = asyncio.get_running_loop()
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            progress.close()
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.ended = now()
+
+    async def _worker(
+        self,
+        source: Iterator[tuple[int, tuple[str, str]]],
+        progress: Progress,
+        on_row: Callable[[int, CodeResult], None] | None,
+    ) -> None:
+        while self.interrupted is None:
+            item = next(source, None)  # never awaits, so workers can share the iterator
+            if item is None:
+                return
+            index, (row_id, text) = item
+            if not text.strip() and self.empty is not None:
+                self.stats.empty += 1
+                result = self.empty()
+            else:
+                result = await self.code_row(row_id, text)
+                errors = [r for r in result.values() if r.error is not None]
+                if errors:
+                    self.stats.failed += 1
+                    if all(r.extra.get("permanent") for r in errors):
+                        self.stats.failed_permanent += 1
+            self.stats.rows += 1
+            progress.tick()
+            if on_row is not None:
+                on_row(index, result)
+
+    def _install(self, tasks: list[asyncio.Task[None]], progress: Progress) -> list[signal.Signals]:
+        """SIGINT/SIGTERM handlers: stop taking rows, cancel what is in flight after the grace."""
+        loop = asyncio.get_running_loop()
+
+        def cancel_all() -> None:
+            for t in tasks:
+                t.cancel()
+
+        def on_signal(name: str) -> None:
+            if self.interrupted is None:
+                self.interrupted = name
+                progress.note(f"{name}: finishing the requests in flight (again to stop at once)")
+                loop.call_later(STOP_GRACE, cancel_all)
+            else:
+                cancel_all()
+
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig.name)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals here: Ctrl-C still works
+        return installed
