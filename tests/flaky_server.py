@@ -63,6 +63,8 @@ class FlakyServer:
         plan_fn: Callable[[str, int], str] | None = None,
         validate: bool = True,
         refuse_logprobs: bool = False,
+        port: int = 0,
+        models: Sequence[str] | None = None,
     ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
@@ -80,7 +82,10 @@ class FlakyServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        #: what `GET /v1/models` lists (None: an answer with no list, as some servers give)
+        self.models = list(models) if models is not None else None
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -225,7 +230,11 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/") in ("/health", "/v1/models"):
+            if self.path.rstrip("/") == "/v1/models" and server.models is not None:
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                        for m in server.models]  # fmt: skip
+                self._send(200, json.dumps({"object": "list", "data": data}).encode())
+            elif self.path.rstrip("/") in ("/health", "/v1/models"):
                 self._send(200, b'{"status":"ok"}')
             else:
                 self._send(404, _error("not found", "invalid_request_error"))

@@ -192,9 +192,9 @@ def test_a_text_over_the_context_fails_permanently_or_is_truncated(tmp_path: Pat
 
 def test_an_unknown_model_without_a_key_names_both_readings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    args = ["code", str(EXAMPLES / "tweets.csv"), "-c", str(BOOK), "--model", "nosuchmodel"]
     proc = subprocess.run(
-        [sys.executable, "-m", "textcoder", "code", str(EXAMPLES / "tweets.csv"), "-c", str(BOOK)]
-        + ["--model", "nosuchmodel", "-o", str(tmp_path / "o.csv")],
+        [sys.executable, "-m", "textcoder", *args, "-o", str(tmp_path / "o.csv")],
         capture_output=True,
         text=True,
         env=env,

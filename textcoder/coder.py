@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from .runlock import RunLock
 from .runner import Runner, RunStats
 from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
 from .store import Store, default_store_path
+from .table_rows import missing, scan_rows, table_rows
 from .tables import CHUNK_ROWS, TableWriter, iter_table, table_columns
 
 
@@ -38,7 +38,7 @@ class Coder:
         self,
         codebook: Codebook | str | Path,
         model: str | None = None,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         scoring: str | None = None,
         *,
         api_key: str | None = None,
@@ -57,6 +57,7 @@ class Coder:
         rpm: float | None = None,
         tpm: float | None = None,
         truncate: bool = False,
+        allow_mixed_models: bool = False,
     ) -> None:
         self.codebook = (
             Codebook.from_yaml(codebook) if isinstance(codebook, str | Path) else codebook
@@ -66,7 +67,13 @@ class Coder:
         else:
             # textcoder retries (with Retry-After, counted, stored), so the client must not
             self.backend = make_backend(
-                model, base_url, api_key, backend, timeout=timeout, max_retries=0
+                model,
+                base_url,
+                api_key,
+                backend,
+                timeout=timeout,
+                max_retries=0,
+                allow_mixed_models=allow_mixed_models,
             )
         run_sync(self.backend.start)
         if scoring is not None and scoring not in METHODS:
@@ -78,24 +85,17 @@ class Coder:
         self.retry = RetryPolicy(max_retries=max(0, max_retries))
         #: what the engine honours (an HTTP server is asked once, where the method depends on it)
         self.capabilities = self._probe(scoring)
-        self.scorer: Scorer = (
-            get_scorer(scoring) if scoring is not None else default_scorer(self.capabilities)
-        )
+        self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
         self.scoring = self.scorer.name
-        if not self.scorer.supported(self.capabilities):
-            works = ", ".join(supported_methods(self.capabilities))
-            raise UsageError(
-                f"scoring {self.scoring!r} needs an engine that can "
-                f"{' and '.join(ABILITIES[f] for f in self.scorer.needs)}; the "
-                f"{self.backend.name!r} backend here can use --scoring {works}"
-            )
         self.notes: list[str] = []
         if self.codebook.mode == "joint" and not self.capabilities.json_schema:
             self.notes.append(
                 f"the {self.backend.name} backend does not honour json_schema: "
                 "each variable is coded in its own request instead of `mode: joint`"
             )
+        #: requests in flight per engine (each server of several)
         self.concurrency = concurrency or self.backend.default_concurrency
+        self.backend.set_concurrency(self.concurrency)
         self.params = self.scorer.params(Settings(max_tokens, temperature, seed, n))
         self.threshold = threshold
         self.last_stats: RunStats | None = None
@@ -136,7 +136,7 @@ class Coder:
             self.backend,
             self.scoring,
             self.params,
-            self.concurrency,
+            self.concurrency * self.backend.width,
             store=store or self._open_store(),
             fresh=self.fresh,
             retry=self.retry,
@@ -195,7 +195,7 @@ class Coder:
             if col is not None and col not in df.columns:
                 cols = ", ".join(map(str, df.columns))
                 raise DataError(f"no column {col!r} in the table (columns: {cols})")
-        texts = ["" if _missing(t) else str(t) for t in df[text_column].tolist()]
+        texts = ["" if missing(t) else str(t) for t in df[text_column].tolist()]
         ids = df[id_column].tolist() if id_column is not None else None
         results = self.code_texts(texts, progress=progress, ids=ids)
         return self.calibrate_frame(
@@ -251,7 +251,7 @@ class Coder:
         `progress`: `auto`, `bar`, `lines` or `off`. Raises `RunInterrupted` on SIGINT/SIGTERM
         when `handle_signals`; nothing is written then, and the next run resumes.
         """
-        total = self._scan(data, text_column, id_column, chunksize, warn)
+        total = scan_rows(data, text_column, id_column, chunksize, warn)
         path = Path(store) if store is not None else self.store_path or default_store_path(output)
         runner = self._runner(self._open_store(path))
         prog = Progress(total, runner.stats, mode=progress)
@@ -269,7 +269,7 @@ class Coder:
             try:
                 run_sync(
                     lambda: runner.run_items(
-                        self._rows(data, text_column, id_column, chunksize),
+                        table_rows(data, text_column, id_column, chunksize),
                         prog,
                         handle_signals,
                         on_row=chunks.add,
@@ -286,97 +286,9 @@ class Coder:
             raise
         return runner.stats
 
-    def _scan(
-        self,
-        data: str | Path,
-        text_column: str,
-        id_column: str | None,
-        chunksize: int,
-        warn: Callable[[str], None] | None,
-    ) -> int:
-        """Check the columns and ids before anything is sent; count rows, report empty texts."""
-        columns = table_columns(data)
-        for col, flag in ((text_column, "--text-column"), (id_column, "--id-column")):
-            if col is not None and col not in columns:
-                raise DataError(
-                    f"{data}: no column {col!r} (columns: {', '.join(columns)}); "
-                    f"choose one with {flag}"
-                )
-        hashes = array("q")  # 8 bytes an id: a set of a million id strings is ~90 MB
-        total = empty = 0
-        for row_id, text in self._rows(data, text_column, id_column, chunksize):
-            total += 1
-            if id_column is not None:
-                hashes.append(hash(row_id))
-            if not text.strip():
-                empty += 1
-                if warn is not None and empty <= 10:
-                    row = f"id {row_id!r}" if id_column is not None else f"row {row_id}"
-                    warn(f"{data}: {row}: empty text, coded 'invalid'")
-        if warn is not None and empty > 10:
-            warn(f"{data}: {empty} empty texts in all, coded 'invalid'")
-        if id_column is not None:
-            self._check_ids(data, id_column, text_column, chunksize, hashes)
-        return total
-
-    def _check_ids(
-        self, data: str | Path, id_column: str, text_column: str, chunksize: int, hashes: array[int]
-    ) -> None:
-        """Raise on the first id that repeats: hashes that repeat are found by sorting, then
-        the rows with those hashes are read again to compare the ids themselves."""
-        import numpy as np
-
-        h = np.sort(np.frombuffer(hashes, dtype=np.int64))
-        twice = set(h[1:][h[1:] == h[:-1]].tolist())
-        if not twice:
-            return
-        seen: set[str] = set()
-        for row_id, _ in self._rows(data, text_column, id_column, chunksize):
-            if hash(row_id) in twice:
-                if row_id in seen:
-                    raise DataError(f"{data}: column {id_column!r} repeats the id {row_id!r}")
-                seen.add(row_id)
-
-    @staticmethod
-    def _rows(
-        data: str | Path, text_column: str, id_column: str | None, chunksize: int
-    ) -> Iterator[tuple[str, str]]:
-        """(row id, text) for every row, read chunk by chunk."""
-        cols = list(dict.fromkeys(c for c in (text_column, id_column) if c is not None))
-        for chunk in iter_table(data, chunksize, columns=cols):
-            yield from _chunk_rows(chunk, text_column, id_column)
-
     def manifest(self, **extra: Any) -> dict[str, Any]:
         """What a run's manifest records: versions, codebook, engine, parameters, counts, times."""
-        stats = self.last_stats or RunStats()
-        info = self.backend.describe()
-        fps = sorted(stats.fingerprints)
-        return {
-            "textcoder_version": __version__,
-            "codebook": {
-                "path": self.codebook.path,
-                "name": self.codebook.name,
-                "sha256": self.codebook.sha256,
-                "variables": {v.name: v.labels for v in self.codebook.variables},
-            },
-            **info,
-            "system_fingerprint": fps[0]
-            if len(fps) == 1
-            else (fps or info.get("system_fingerprint")),
-            "scoring": self.scoring,
-            "mode": self.codebook.mode,
-            "capabilities": self.capabilities.as_dict(),
-            "notes": self.notes,
-            "parameters": {
-                **self.params.as_dict(),
-                "concurrency": self.concurrency,
-                "threshold": self.threshold,
-                "truncate": self.truncate,
-            },
-            **extra,
-            **stats.as_dict(),
-            "calibration": self.last_calibration or {"method": self.calibrate},
-        }
+        return run_manifest(self, extra)
 
     def close(self) -> None:
         """Release the engine's connections and the store."""
@@ -390,20 +302,46 @@ class Coder:
         self.close()
 
 
-def _chunk_rows(
-    chunk: pd.DataFrame, text_column: str, id_column: str | None
-) -> Iterator[tuple[str, str]]:
-    """(row id, text) pairs of one chunk; the row id is the id column's value, else the row
-    number counted from 1."""
-    texts = chunk[text_column].tolist()
-    ids = (
-        [str(i) for i in chunk[id_column].tolist()]
-        if id_column is not None
-        else [str(i + 1) for i in chunk.index]
-    )
-    for row_id, text in zip(ids, texts, strict=True):
-        yield row_id, "" if _missing(text) else str(text)
+def choose_scorer(scoring: str | None, capabilities: Capabilities, backend: str) -> Scorer:
+    """The scorer asked for, or the best the engine supports; one the engine cannot serve is
+    a `UsageError` naming the methods that work there."""
+    scorer = get_scorer(scoring) if scoring is not None else default_scorer(capabilities)
+    if not scorer.supported(capabilities):
+        works = ", ".join(supported_methods(capabilities))
+        raise UsageError(
+            f"scoring {scorer.name!r} needs an engine that can "
+            f"{' and '.join(ABILITIES[f] for f in scorer.needs)}; the "
+            f"{backend!r} backend here can use --scoring {works}"
+        )
+    return scorer
 
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+def run_manifest(self: Coder, extra: dict[str, Any]) -> dict[str, Any]:
+    """A coder's manifest after its last run (see `Coder.manifest`)."""
+    stats = self.last_stats or RunStats()
+    info = self.backend.describe()
+    fps = sorted(stats.fingerprints)
+    return {
+        "textcoder_version": __version__,
+        "codebook": {
+            "path": self.codebook.path,
+            "name": self.codebook.name,
+            "sha256": self.codebook.sha256,
+            "variables": {v.name: v.labels for v in self.codebook.variables},
+        },
+        **info,
+        "system_fingerprint": fps[0] if len(fps) == 1 else (fps or info.get("system_fingerprint")),
+        "scoring": self.scoring,
+        "mode": self.codebook.mode,
+        "capabilities": self.capabilities.as_dict(),
+        "notes": self.notes,
+        "parameters": {
+            **self.params.as_dict(),
+            "concurrency": self.concurrency,
+            "threshold": self.threshold,
+            "truncate": self.truncate,
+        },
+        **extra,
+        **stats.as_dict(),
+        "calibration": self.last_calibration or {"method": self.calibrate},
+    }

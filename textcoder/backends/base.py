@@ -132,8 +132,13 @@ class Backend(ABC):
 
     #: short name recorded in manifests (`openai`, `local`)
     name: str = ""
-    #: how many requests the runner keeps in flight by default
+    #: how many requests the runner keeps in flight by default (per engine)
     default_concurrency: int = 1
+    #: how many engines the backend spreads requests over (several servers: a pool)
+    width: int = 1
+
+    def set_concurrency(self, per_engine: int) -> None:  # noqa: B027 - optional hook
+        """How many requests each engine may have in flight (a pool enforces it)."""
 
     @property
     @abstractmethod

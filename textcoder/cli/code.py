@@ -77,6 +77,11 @@ def register(sub: Any) -> None:
         help="cut each text longer than the model's context to fit (local engine; counted "
         "in the manifest as truncated_texts)",
     )
+    p.add_argument(
+        "--allow-mixed-models",
+        action="store_true",
+        help="with several --base-url: allow servers that serve different models",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -105,26 +110,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
         except DataError as exc:
             raise DataError(f"{args.data}: {exc}") from None
     del df
-    coder = Coder(
-        book,
-        model=args.model,
-        base_url=args.base_url,
-        scoring=args.scoring,
-        api_key=args.api_key,
-        backend=args.backend,
-        concurrency=args.concurrency,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        n=args.n,
-        threshold=args.threshold,
-        calibrate=args.calibrate,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        fresh=args.fresh,
-        truncate=args.truncate,
-    )
+    coder = _coder(args, book)
 
     def warn(message: str) -> None:
         if not args.quiet:
@@ -174,11 +160,45 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             f"({stats.requests} requests{reused}) -> {out} (+ {manifest_path.name})",
             file=sys.stderr,
         )
+    if not args.quiet:
+        for server in manifest.get("servers", []):
+            latency = server["mean_latency_s"]
+            print(
+                f"textcoder:   {server['base_url']}: {server['requests']} requests, "
+                f"{server['failures']} failed"
+                + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
+                file=sys.stderr,
+            )
     if golds:  # evaluate against the human codes right after coding
         evaluate.after_code(out, golds, book, quiet=args.quiet)
     if failed:
         print(_failed_line(failed, permanent, store), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
+    """The coder the command's options describe."""
+    return Coder(
+        book,
+        model=args.model,
+        base_url=args.base_url,
+        scoring=args.scoring,
+        api_key=args.api_key,
+        backend=args.backend,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        n=args.n,
+        threshold=args.threshold,
+        calibrate=args.calibrate,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        fresh=args.fresh,
+        truncate=args.truncate,
+        allow_mixed_models=args.allow_mixed_models,
+    )
 
 
 def _failed_line(failed: int, permanent: int, store: Path) -> str:

@@ -15,7 +15,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--base-url",
-        help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL)",
+        action="append",
+        help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; give it several times "
+        "for several servers of one model (default: $OPENAI_BASE_URL, comma-separated)",
     )
     p.add_argument("--api-key", help="the server's key (default: $OPENAI_API_KEY)")
     p.add_argument("--backend", choices=["local", "openai"], help="force an engine")
