@@ -203,7 +203,7 @@ def make_table(path: Path, rows: int) -> None:
 
 
 def code_rows(
-    url: str, table: Path, out: Path, concurrency: int, profile: bool
+    url: str | list[str], table: Path, out: Path, concurrency: int, profile: bool
 ) -> dict[str, float]:
     """Code `table` through `Coder.code_file` with a fresh store; wall and CPU seconds."""
     from textcoder import Coder
@@ -237,6 +237,31 @@ def code_rows(
         for where, secs in sorted(by_package(st).items(), key=lambda kv: -kv[1])[:14]:
             print(f"  {1000 * secs / rows:7.3f}  {where}")
     return {"wall": wall, "cpu": cpu}
+
+
+def several_servers(delays: list[float], rows: int, concurrency: int) -> None:
+    """Rows per second of each server alone, then of all of them as one pool (`--base-url`
+    given once per server), `concurrency` requests in flight per server."""
+    from contextlib import ExitStack
+
+    with tempfile.TemporaryDirectory(prefix="textcoder-bench-") as tmp, ExitStack() as stack:
+        table = Path(tmp) / "rows.csv"
+        make_table(table, rows)
+        urls = [stack.enter_context(loopback(d)) for d in delays]
+        alone = []
+        for i, url in enumerate(urls):
+            r = code_rows(url, table, Path(tmp) / f"alone-{i}.csv", concurrency, False)
+            alone.append(rows / r["wall"])
+        r = code_rows(urls, table, Path(tmp) / "pool.csv", concurrency, False)
+        pooled = rows / r["wall"]
+    print(f"\nseveral servers: {len(delays)} loopback servers, {concurrency} in flight each")
+    for d, rate in zip(delays, alone, strict=True):
+        print(f"  alone, answer delay {d:g} s: {rate:8.1f} rows/s")
+    total = sum(alone)
+    print(f"  sum of the servers alone:    {total:8.1f} rows/s")
+    ratio = pooled / total
+    print(f"  all {len(delays)} as one pool:          {pooled:8.1f} rows/s  ({ratio:.2f}x the sum)")
+    print("  target: the pool within 10% of the sum (>= 0.90x)")
 
 
 def bare_client(url: str, rows: int, concurrency: int) -> float:
@@ -315,11 +340,21 @@ def main() -> None:
     )
     p.add_argument("--big-concurrency", type=int, default=64)
     p.add_argument("--profile", type=int, nargs="*", default=[], help="cProfile these runs")
+    p.add_argument(
+        "--servers",
+        type=float,
+        nargs="*",
+        default=[0.05, 0.1, 0.2, 0.4],
+        help="answer delays of the several-servers case (give none to skip it)",
+    )
+    p.add_argument("--server-rows", type=int, default=1000, help="rows of each servers run")
     p.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve is not None:
         serve(args.serve)
         return
+    if args.servers:
+        several_servers(args.servers, args.server_rows, 16)
 
     lines: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="textcoder-bench-") as tmp:
@@ -386,6 +421,8 @@ def main() -> None:
                     "-",
                 )
             )
+    if not lines:
+        return
     widths = [max(len(row[i]) for row in lines) for i in range(4)]
     head = ("measure", "value", "against baseline", "target")
     widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]

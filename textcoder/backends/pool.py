@@ -121,7 +121,8 @@ class ServerPool(Backend):
         )
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
-        return await self._route(lambda b: b.complete(messages, params))
+        answer: Completion = await self._route(lambda b: b.complete(messages, params))
+        return answer
 
     async def _post(self, body: dict[str, Any]) -> Any:
         return await self._route(lambda b: b._post(body))
