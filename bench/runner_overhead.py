@@ -347,7 +347,7 @@ def main() -> None:
         default=[0.05, 0.1, 0.2, 0.4],
         help="answer delays of the several-servers case (give none to skip it)",
     )
-    p.add_argument("--server-rows", type=int, default=1000, help="rows of each servers run")
+    p.add_argument("--server-rows", type=int, default=3000, help="rows of each servers run")
     p.add_argument("--serve", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve is not None:

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import openai
+
 from .._exceptions import BackendError, UsageError
 from ..retry import RetryPolicy, is_retryable
 from .base import Backend, Capabilities, Completion, CompletionParams, Message
@@ -87,10 +89,12 @@ class ServerPool(Backend):
             await s.backend.start()
             try:
                 page = await s.backend.client.models.list()
-                s.models = tuple(m.id for m in page.data)
-            except Exception:
-                s.requests += 1
+                s.models = tuple(m.id for m in page.data or [])
+            except (openai.APIConnectionError, openai.InternalServerError):
+                s.requests += 1  # no answer: down for now, tried again after its backoff
                 self._fail(s)
+            except openai.APIError:
+                pass  # it answers, but lists no models: nothing to compare
         listed = [s for s in self.servers if s.models]
         if listed and not self.allow_mixed_models:
             first = listed[0]
