@@ -106,6 +106,8 @@ class Coder:
         self.rpm, self.tpm = rpm, tpm
         #: cut texts longer than the model's context to fit (counted in the manifest)
         self.truncate = truncate
+        #: how long a request may take: after Ctrl-C, requests in flight get this long
+        self.timeout = timeout
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
         self.calibrate = calibrate
@@ -145,6 +147,7 @@ class Coder:
             capabilities=self.capabilities,
             joint=self.codebook.mode == "joint" and bool(self.capabilities.json_schema),
             truncate=self.truncate,
+            grace=self.timeout,
         )
 
     def _probe(self, scoring: str | None) -> Capabilities:

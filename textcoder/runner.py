@@ -56,6 +56,7 @@ class Runner:
         capabilities: Capabilities | None = None,
         joint: bool = False,
         truncate: bool = False,
+        grace: float = STOP_GRACE,
     ) -> None:
         self.codebook = codebook
         self.stats = RunStats()
@@ -87,7 +88,7 @@ class Runner:
         )
         self._around: list[Message] | None = None
         self.scheduler = Scheduler(
-            self.rows.code_row, self.stats, concurrency, lambda: empty_row(codebook)
+            self.rows.code_row, self.stats, concurrency, lambda: empty_row(codebook), grace
         )
 
     def note(self, message: str) -> None:

@@ -11,7 +11,9 @@ from ..progress import Progress
 from ..results import CodeResult
 from .stats import RunStats, now
 
-#: seconds that requests in flight may take to finish after SIGINT/SIGTERM before they are dropped
+#: seconds that requests in flight may take to finish after SIGINT/SIGTERM before they are
+#: dropped, unless the run gives its own (the request timeout: an answer being paid for is
+#: waited for, since dropping it pays for it again on resume; a second signal stops at once)
 STOP_GRACE = 5.0
 
 
@@ -33,11 +35,13 @@ class Scheduler:
         stats: RunStats,
         concurrency: int = 1,
         empty: Callable[[], CodeResult] | None = None,
+        grace: float = STOP_GRACE,
     ) -> None:
         self.code_row = code_row
         self.stats = stats
         self.concurrency = max(1, concurrency)
         self.empty = empty
+        self.grace = grace
         #: the signal that stopped the run, if one did
         self.interrupted: str | None = None
 
@@ -52,7 +56,7 @@ class Scheduler:
 
         `on_row(index, result)` gets each row's results as the row is done (any order).
         With `handle_signals`, SIGINT/SIGTERM stop taking rows, give requests in flight
-        `STOP_GRACE` seconds (a second signal: none), then the caller raises.
+        `grace` seconds (a second signal: none), then the caller raises.
         """
         started = time.perf_counter()
         source: Iterator[tuple[int, tuple[str, str]]] = enumerate(items)
@@ -116,7 +120,7 @@ class Scheduler:
             if self.interrupted is None:
                 self.interrupted = name
                 progress.note(f"{name}: finishing the requests in flight (again to stop at once)")
-                loop.call_later(STOP_GRACE, cancel_all)
+                loop.call_later(self.grace, cancel_all)
             else:
                 cancel_all()
 
