@@ -42,6 +42,12 @@ class Logged:
     started: float
 
 
+class _Reusable(ThreadingHTTPServer):
+    """Binds a port a stopped server just left (a server that comes back on its port)."""
+
+    allow_reuse_address = True
+
+
 class FlakyServer:
     """A threaded HTTP server on 127.0.0.1 (a free port) answering `POST /v1/chat/completions`.
 
@@ -84,8 +90,7 @@ class FlakyServer:
         self._lock = threading.Lock()
         #: what `GET /v1/models` lists (None: an answer with no list, as some servers give)
         self.models = list(models) if models is not None else None
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        self._httpd = _Reusable(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
