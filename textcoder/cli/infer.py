@@ -21,8 +21,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("coded", help="the whole coded table (with or without its manifest)")
     p.add_argument(
-        "--gold", help="the column of human codes (empty where not coded); with --gold-file, "
-        "its column (default V_human, V or gold)"
+        "--gold",
+        help="the column of human codes (empty where not coded); with --gold-file, "
+        "its column (default V_human, V or gold)",
     )
     p.add_argument("--gold-file", help="human codes in a table joined on the id column")
     p.add_argument("--id-column", help="the id column to join on (default: the manifest's, or id)")

@@ -47,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"drew {len(sample)} of {len(df)} rows (seed {args.seed}) into {args.output}")
     if args.strata:
         for name, (k, total) in drawn.sizes.items():
-            print(f"  {args.strata} = {name or '(empty)'}: {k} of {total} (sample_prob {k / total:.4f})")
+            print(
+                f"  {args.strata} = {name or '(empty)'}: {k} of {total} (sample_prob {k / total:.4f})"
+            )
     return 0

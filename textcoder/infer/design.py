@@ -69,7 +69,7 @@ def allocate(
     remainder, or equal shares with what a small stratum cannot give passed to the others."""
     if allocation == "proportional":
         exact = n * counts / counts.sum()
-        alloc = np.floor(exact).astype(np.int64)
+        alloc: npt.NDArray[np.int64] = np.floor(exact).astype(np.int64)
         order = np.argsort(-(exact - alloc), kind="stable")
         alloc[order[: n - int(alloc.sum())]] += 1
         return alloc

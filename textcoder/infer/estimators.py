@@ -70,7 +70,8 @@ def ppi_lambda(f: Array, y: Array, r: Mask) -> Array:
     var_all = f.var(-1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = cov / ((1 + n / n_unl) * var_all)
-    return np.clip(np.nan_to_num(lam, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    clean = np.nan_to_num(lam, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.asarray(np.clip(clean, 0.0, 1.0), dtype=np.float64)
 
 
 def ppi(f: Array, y: Array, r: Mask, lam: Array | None = None) -> Estimate:

@@ -86,9 +86,7 @@ def estimate(
     return out
 
 
-def by_group(
-    prep: Prepared, column: str, methods: Sequence[str], level: float
-) -> dict[str, Any]:
+def by_group(prep: Prepared, column: str, methods: Sequence[str], level: float) -> dict[str, Any]:
     """The prevalence table per value of `column` (inclusion probabilities as drawn over the
     whole table)."""
     values = prep.frame[column].map(lambda x: "" if x is None else str(x)).to_numpy()

@@ -37,7 +37,12 @@ def estimate(
 def cell(e: est.Estimate, level: float) -> Cell:
     """`{estimate, ci_low, ci_high, se}` as plain floats (None where undefined)."""
     lo, hi = e.interval(level)
-    return {k: _num(v) for k, v in zip(("estimate", "ci_low", "ci_high", "se"), (e.estimate, lo, hi, e.se), strict=True)}
+    return {
+        k: _num(v)
+        for k, v in zip(
+            ("estimate", "ci_low", "ci_high", "se"), (e.estimate, lo, hi, e.se), strict=True
+        )
+    }
 
 
 def _num(x: Any) -> float | None:
@@ -58,7 +63,9 @@ def table(
     for j, lab in enumerate(prep.labels):
         f, y = prep.f[sel, j], prep.y[sel, j]
         if not r.any() or r.all():
-            cells[lab] = {m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods}
+            cells[lab] = {
+                m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods
+            }
             continue
         found = estimate(f, y, r, pi, methods)
         cells[lab] = {m: cell(e, level) for m, e in found.items()}
@@ -67,7 +74,9 @@ def table(
     return cells, eff, parts
 
 
-def more_needed(parts: dict[str, Any], width: float, level: float) -> dict[str, dict[str, int | None]]:
+def more_needed(
+    parts: dict[str, Any], width: float, level: float
+) -> dict[str, dict[str, int | None]]:
     """For each category and corrected method, about how many more human codes (drawn at
     random) bring the interval's half-width down to `width`; None where the model's own
     spread alone is wider."""

@@ -111,4 +111,3 @@ def _terms(
             for k, v in zip(("estimate", "ci_low", "ci_high", "se"), vals, strict=True)
         }
     return out
-

@@ -93,9 +93,18 @@ def resolve_variable(
     listed = manifest.get("codebook", {}).get("variables") or {}
     if listed:
         name = _pick(name, list(listed), where)
-        return Variable(name=name, categories=list(listed[name]))
-    found = [c for c in df.columns if any(str(o).startswith(col.prob_prefix(str(c))) for o in df.columns)]
-    name = _pick(name, [str(c) for c in found], where)
+        return Variable.model_validate({"name": name, "categories": list(listed[name])})
+    found = [
+        str(c)
+        for c in df.columns
+        if any(str(o).startswith(col.prob_prefix(str(c))) for o in df.columns)
+    ]
+    if not found or (name is not None and name not in found):
+        raise DataError(
+            f"{where}: no manifest beside it and no {col.prob_prefix(name or 'V')}<category> "
+            "columns: give the codebook with --codebook"
+        )
+    name = _pick(name, found, where)
     prefix = col.prob_prefix(name)
     labels = [
         str(c)[len(prefix) :]
@@ -104,7 +113,7 @@ def resolve_variable(
     ]
     if len(labels) < 2:
         raise DataError(f"{where}: no {prefix}<category> columns for {name!r}; give --codebook")
-    return Variable(name=name, categories=labels)
+    return Variable.model_validate({"name": name, "categories": labels})
 
 
 def _pick(name: str | None, names: list[str], where: str) -> str:
