@@ -58,11 +58,13 @@ def load(
     *,
     variable: str | None = None,
     codebook: Codebook | None = None,
+    known: Variable | None = None,
 ) -> Prepared:
-    """Read `path` (with or without its manifest) and its human codes."""
+    """Read `path` (with or without its manifest) and its human codes; `known` is the
+    variable when the caller has it already (the evaluation report)."""
     df = read_table(path)
     manifest = read_manifest(path)
-    var = resolve_variable(df, manifest, variable, codebook, str(path))
+    var = known or resolve_variable(df, manifest, variable, codebook, str(path))
     warnings: list[str] = []
     id_col = source.id_column or manifest.get("input", {}).get("id_column") or "id"
     if source.gold_file:
