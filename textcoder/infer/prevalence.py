@@ -79,7 +79,7 @@ def more_needed(
 ) -> dict[str, dict[str, int | None]]:
     """For each category and corrected method, about how many more human codes (drawn at
     random) bring the interval's half-width down to `width`; None where the model's own
-    spread alone is wider."""
+    spread alone is wider, or where the table has too few rows."""
     z = float(norm.ppf(0.5 + level / 2))
     target = (width / z) ** 2
     out: dict[str, dict[str, int | None]] = {}
@@ -98,6 +98,7 @@ def more_needed(
             fixed = float(found["dsl"].se) ** 2 - resid
             need["dsl"] = n * resid / (target - fixed) if target > fixed else None
         out[lab] = {
-            m: (None if v is None else max(0, int(np.ceil(v)) - n)) for m, v in need.items()
+            m: (None if v is None or v > total else max(0, int(np.ceil(v)) - n))
+            for m, v in need.items()
         }
     return out
