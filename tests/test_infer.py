@@ -166,3 +166,26 @@ def test_labels_only_and_bad_codes(tmp_path: Path) -> None:
     df.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"row \d+: human code 'angry' in 'gold'"):
         infer(path, Source(gold="gold"), codebook=Codebook.from_yaml(book))
+
+
+def test_crossfit_is_out_of_fold_and_uses_the_covariates(tmp_path: Path) -> None:
+    from textcoder.infer import load
+    from textcoder.infer.crossfit import crossfit
+
+    df = coded(seed=4)
+    rng = np.random.default_rng(4)
+    # the truth leans on `party`, which the model ignores: a covariate worth having
+    df["party"] = np.where((df["truth"] == "negative") ^ (rng.random(len(df)) < 0.1), "A", "B")
+    path = tmp_path / "c.csv"
+    with_gold(df, n=300).to_csv(path, index=False)
+    prep = load(path, Source(gold="gold"), variable="sentiment")
+    g = crossfit(prep, ["party"])
+    i = int(np.flatnonzero(prep.r)[0])
+    prep.y[i] = 1.0 - prep.y[i]  # a row's own code never enters its prediction
+    assert np.allclose(crossfit(prep, ["party"])[i], g[i])
+    prep.y[i] = 1.0 - prep.y[i]
+    plain = infer(path, Source(gold="gold"), variable="sentiment")
+    fitted = infer(path, Source(gold="gold"), variable="sentiment", covariates=["party"])
+    assert fitted["covariates"] == ["party"]
+    se = lambda r: r["prevalence"]["negative"]["dsl"]["se"]  # noqa: E731
+    assert se(fitted) < se(plain)

@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
         metavar="W",
         help="how many more human codes for an interval half-width of W",
     )
+    p.add_argument(
+        "--covariates",
+        metavar="COL,COL",
+        help="columns that, with the model's probabilities, predict the human code for dsl "
+        "(cross-fitted, 5 folds)",
+    )
     p.add_argument("--formula", help="a regression, e.g. 'negative ~ party + year'")
     p.add_argument(
         "--family", choices=["gaussian", "binomial"], default="gaussian", help="linear or logistic"
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         target_width=args.target_width,
         formula=args.formula,
         family=args.family,
+        covariates=[c.strip() for c in args.covariates.split(",")] if args.covariates else (),
     )
     for w in result["warnings"]:
         print(f"textcoder: warning: {w}", file=sys.stderr)

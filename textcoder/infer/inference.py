@@ -9,7 +9,8 @@ from typing import Any
 
 from ..codebook import Codebook
 from . import prevalence as prev
-from .estimators import METHODS
+from .crossfit import crossfit
+from .estimators import METHODS, Array
 from .regression import regress
 from .table import Prepared, Source, load
 
@@ -26,6 +27,7 @@ def infer(
     target_width: float | None = None,
     formula: str | None = None,
     family: str = "gaussian",
+    covariates: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read `path` and its human codes, and estimate; see `estimate` for the keys."""
     prep = load(path, source, variable=variable, codebook=codebook)
@@ -37,6 +39,7 @@ def infer(
         target_width=target_width,
         formula=formula,
         family=family,
+        covariates=covariates,
     )
 
 
@@ -49,10 +52,13 @@ def estimate(
     target_width: float | None = None,
     formula: str | None = None,
     family: str = "gaussian",
+    covariates: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`variable`, `n_total`, `n_coded`, `level`, `methods`, `prevalence`
     ({category: {method: {estimate, ci_low, ci_high, se}}}), `effective_n`, optionally `by`
-    ({group: ...}), `more_needed`, `regression` ({method: {term: ...}}), and `warnings`."""
+    ({group: ...}), `more_needed`, `regression` ({method: {term: ...}}), and `warnings`.
+    With `covariates`, DSL's prediction is cross-fitted from the model's probabilities and
+    those columns."""
     _check(level, methods, by, prep)
     warnings = list(prep.warnings)
     if prep.r.all():
@@ -62,7 +68,8 @@ def estimate(
             "ppi assumes a simple random sample, but sample_prob differs between coded rows "
             "(a stratified sample?): its interval is not valid here; use dsl"
         )
-    cells, eff, parts = prev.table(prep, methods, level)
+    g = crossfit(prep, covariates) if covariates else None
+    cells, eff, parts = prev.table(prep, methods, level, g=g)
     out: dict[str, Any] = {
         "variable": prep.variable.name,
         "n_total": len(prep.r),
@@ -72,29 +79,33 @@ def estimate(
         "prevalence": cells,
         "effective_n": eff,
     }
+    if covariates:
+        out["covariates"] = list(covariates)
     if by is not None:
         out["by_column"] = by
-        out["by"] = by_group(prep, by, methods, level)
+        out["by"] = by_group(prep, by, methods, level, g)
     if target_width is not None:
         out["target_width"] = target_width
         out["more_needed"] = prev.more_needed(parts, target_width, level)
     if formula is not None:
         out["formula"] = formula
         out["family"] = family
-        out["regression"] = regress(prep, formula, family=family, level=level)
+        out["regression"] = regress(prep, formula, family=family, level=level, g=g)
     out["warnings"] = warnings
     return out
 
 
-def by_group(prep: Prepared, column: str, methods: Sequence[str], level: float) -> dict[str, Any]:
+def by_group(
+    prep: Prepared, column: str, methods: Sequence[str], level: float, g: Array | None = None
+) -> dict[str, Any]:
     """The prevalence table per value of `column` (inclusion probabilities as drawn over the
     whole table)."""
     values = prep.frame[column].map(lambda x: "" if x is None else str(x)).to_numpy()
     groups: dict[str, Any] = {}
-    for g in sorted(set(values)):
-        rows = values == g
-        cells, _, _ = prev.table(prep, methods, level, rows=rows)
-        groups[g] = {
+    for value in sorted(set(values)):
+        rows = values == value
+        cells, _, _ = prev.table(prep, methods, level, rows=rows, g=g)
+        groups[str(value)] = {
             "n_total": int(rows.sum()),
             "n_coded": int((rows & prep.r).sum()),
             "prevalence": cells,

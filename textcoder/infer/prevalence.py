@@ -16,9 +16,15 @@ Cell = dict[str, float | None]
 
 
 def estimate(
-    f: est.Array, y: est.Array, r: est.Mask, pi: est.Array, methods: Sequence[str]
+    f: est.Array,
+    y: est.Array,
+    r: est.Mask,
+    pi: est.Array,
+    methods: Sequence[str],
+    g: est.Array | None = None,
 ) -> dict[str, est.Estimate]:
-    """One category's estimate by each method named in `methods` (1-D arrays over rows)."""
+    """One category's estimate by each method named in `methods` (1-D arrays over rows);
+    `g` is DSL's prediction where it differs from the model's (cross-fitted)."""
     out: dict[str, est.Estimate] = {}
     for m in methods:
         if m == "model":
@@ -28,7 +34,7 @@ def estimate(
         elif m == "ppi":
             out[m] = est.ppi(f, y, r)
         elif m == "dsl":
-            out[m] = est.dsl(f, y, r, pi)
+            out[m] = est.dsl(f if g is None else g, y, r, pi)
         else:
             raise ValueError(f"unknown method {m!r}")
     return out
@@ -51,10 +57,15 @@ def _num(x: Any) -> float | None:
 
 
 def table(
-    prep: Prepared, methods: Sequence[str], level: float, rows: est.Mask | None = None
+    prep: Prepared,
+    methods: Sequence[str],
+    level: float,
+    rows: est.Mask | None = None,
+    g: est.Array | None = None,
 ) -> tuple[dict[str, dict[str, Cell]], dict[str, dict[str, float | None]], dict[str, Any]]:
     """Per category: the methods' cells, the effective n of the corrected ones, and the
-    figures `more_needed` works from; over `rows` (a group) or all rows."""
+    figures `more_needed` works from; over `rows` (a group) or all rows; `g` (rows,
+    categories) is DSL's prediction when cross-fitted."""
     sel = np.ones(len(prep.r), dtype=bool) if rows is None else rows
     r, pi = prep.r[sel], prep.pi[sel]
     cells: dict[str, dict[str, Cell]] = {}
@@ -67,10 +78,11 @@ def table(
                 m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods
             }
             continue
-        found = estimate(f, y, r, pi, methods)
+        gj = f if g is None else g[sel, j]
+        found = estimate(f, y, r, pi, methods, gj)
         cells[lab] = {m: cell(e, level) for m, e in found.items()}
         eff[lab] = {m: _num(est.effective_n(e)) for m, e in found.items() if m != "model"}
-        parts[lab] = (f, y, r, pi, found)
+        parts[lab] = (f, y, r, pi, found, gj)
     return cells, eff, parts
 
 
@@ -83,7 +95,7 @@ def more_needed(
     z = float(norm.ppf(0.5 + level / 2))
     target = (width / z) ** 2
     out: dict[str, dict[str, int | None]] = {}
-    for lab, (f, y, r, pi, found) in parts.items():
+    for lab, (f, y, r, pi, found, g) in parts.items():
         n, total = int(r.sum()), len(r)
         need: dict[str, float | None] = {}
         if "human" in found:
@@ -94,7 +106,7 @@ def more_needed(
             b = float((y[r] - lam * f[r]).var())
             need["ppi"] = b / (target - a) if target > a else None
         if "dsl" in found:
-            resid = float(np.sum((y[r] - f[r]) ** 2 / pi[r] ** 2)) / total**2
+            resid = float(np.sum((y[r] - g[r]) ** 2 / pi[r] ** 2)) / total**2
             fixed = float(found["dsl"].se) ** 2 - resid
             need["dsl"] = n * resid / (target - fixed) if target > fixed else None
         out[lab] = {

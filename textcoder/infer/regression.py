@@ -48,14 +48,21 @@ def numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def regress(
-    prep: Prepared, formula: str, *, family: str = "gaussian", level: float = 0.95
+    prep: Prepared,
+    formula: str,
+    *,
+    family: str = "gaussian",
+    level: float = 0.95,
+    g: est.Array | None = None,
 ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """`{method: {term: {estimate, ci_low, ci_high}}}` for methods `model` and `dsl`."""
+    """`{method: {term: {estimate, ci_low, ci_high}}}` for methods `model` and `dsl`; `g`
+    (rows, categories) is DSL's prediction when cross-fitted, else the model's."""
     import statsmodels.formula.api as smf
 
     j, rhs = split_formula(formula, prep)
     data = numeric_columns(prep.frame)
-    pseudo = est.dsl_pseudo(prep.f[:, j], prep.y[:, j], prep.r, prep.pi)
+    gj = prep.f[:, j] if g is None else g[:, j]
+    pseudo = est.dsl_pseudo(gj, prep.y[:, j], prep.r, prep.pi)
     outcomes = {"model": prep.f[:, j], "dsl": pseudo}
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for method, yv in outcomes.items():
