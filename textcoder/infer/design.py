@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._exceptions import UsageError
-from .columns import SAMPLE_PROB, SAMPLED
+from .columns import SAMPLE_PROB, SAMPLED, label_column
 
 Allocation = Literal["proportional", "equal"]
 
@@ -108,9 +108,10 @@ def draw_table(
     if strata is None:
         drawn = simple_random(len(df), n, seed)
     else:
-        if strata not in df.columns:
+        column = strata if strata in df.columns else label_column(strata)
+        if column not in df.columns:
             raise UsageError(f"--strata {strata!r}: no such column")
-        values = ["" if v is None or v != v else str(v) for v in df[strata]]
+        values = ["" if v is None or v != v else str(v) for v in df[column]]
         drawn = stratified(values, n, seed, allocation)
     marked = df.copy()
     marked[SAMPLE_PROB] = drawn.prob

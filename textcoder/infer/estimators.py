@@ -82,8 +82,9 @@ def ppi(f: Array, y: Array, r: Mask, lam: Array | None = None) -> Estimate:
     unl = 1.0 - lab
     n, n_unl = lab.sum(-1), unl.sum(-1)
     rect = y - lam[..., None] * f
-    est = lam * _mean(f, unl) + _mean(rect, lab)
-    var = lam**2 * _var0(f, unl) / n_unl + _var0(rect, lab) / n
+    with np.errstate(divide="ignore", invalid="ignore"):  # no uncoded rows: undefined (nan)
+        est = lam * _mean(f, unl) + _mean(rect, lab)
+        var = lam**2 * _var0(f, unl) / n_unl + _var0(rect, lab) / n
     return Estimate(est, np.sqrt(var))
 
 

@@ -73,7 +73,7 @@ def table(
     parts: dict[str, Any] = {}
     for j, lab in enumerate(prep.labels):
         f, y = prep.f[sel, j], prep.y[sel, j]
-        if not r.any() or r.all():
+        if not r.any():
             cells[lab] = {
                 m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods
             }
