@@ -32,7 +32,7 @@ def coded(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     df["sentiment"] = np.array(LABELS)[p.argmax(axis=1)]
     for j, lab in enumerate(LABELS):
         df[f"sentiment_p_{lab}"] = p[:, j]
-    df["sentiment_p_other"] = 0.0
+    df["sentiment_outside"] = 0.0
     df["truth"] = truth
     return df
 
@@ -147,7 +147,7 @@ def test_linear_dsl_is_ols_of_the_pseudo_outcome(tmp_path: Path) -> None:
 
 
 def test_labels_only_and_bad_codes(tmp_path: Path) -> None:
-    df = with_gold(coded()).drop(columns=[f"sentiment_p_{x}" for x in [*LABELS, "other"]])
+    df = with_gold(coded()).drop(columns=[*(f"sentiment_p_{x}" for x in LABELS), "sentiment_outside"])
     with pytest.raises(DataError, match="--codebook"):  # no probabilities, no manifest
         infer_frame(df, tmp_path)
     book = tmp_path / "book.yaml"

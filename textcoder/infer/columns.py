@@ -1,16 +1,19 @@
-"""The coded table's column names as infer reads and writes them, in one place, so that a
-rename of the output schema is a one-line change here."""
+"""The coded table's column names as infer reads and writes them: one place, over the
+output schema (`textcoder.output`), plus the two columns the sampling design adds."""
 
 from __future__ import annotations
 
-from ..results import column_slug
+from .. import output
+from ..output import slug
 
-#: the label a row gets when its answer names no category
-INVALID = "invalid"
+__all__ = ["SAMPLED", "SAMPLE_PROB", "slug"]
+
 #: the column `textcoder sample` adds: each row's probability of being drawn
 SAMPLE_PROB = "sample_prob"
 #: the column `textcoder sample --mark` adds: whether the row was drawn
 SAMPLED = "sampled"
+#: what textcoder 0.1 called the mass outside the scheme (now `V_outside`)
+LEGACY_OUTSIDE = "p_other"
 
 
 def label_column(variable: str) -> str:
@@ -20,14 +23,14 @@ def label_column(variable: str) -> str:
 
 def prob_column(variable: str, label: str) -> str:
     """The column holding the model's probability of `label` for `variable`."""
-    return f"{variable}_p_{column_slug(label)}"
+    return output.prob_column(variable, label)
 
 
 def prob_prefix(variable: str) -> str:
-    """What every probability column of `variable` starts with."""
-    return f"{variable}_p_"
+    """What every category probability column of `variable` starts with."""
+    return output.prob_column(variable, "x")[: -len("x")]
 
 
-def other_column(variable: str) -> str:
-    """The column holding the mass on answers that name no category."""
-    return f"{variable}_p_other"
+def outside_columns(variable: str) -> tuple[str, str]:
+    """The mass on answers naming no category: `V_outside`, and textcoder 0.1's `V_p_other`."""
+    return output.column(variable, output.OUTSIDE), f"{variable}_{LEGACY_OUTSIDE}"

@@ -11,7 +11,7 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from .._exceptions import DataError, UsageError
-from ..results import column_slug
+from . import columns as col
 from . import estimators as est
 from .table import Prepared
 
@@ -25,7 +25,7 @@ def split_formula(formula: str, prep: Prepared) -> tuple[int, str]:
     lhs, rhs = (s.strip() for s in formula.split("~"))
     var = prep.variable
     cat = var.find(lhs) or next(
-        (c for c in var.categories if column_slug(c.label) == column_slug(lhs)), None
+        (c for c in var.categories if col.slug(c.label) == col.slug(lhs)), None
     )
     if cat is None:
         raise UsageError(

@@ -15,7 +15,6 @@ import pandas as pd
 from .._exceptions import DataError, UsageError
 from ..codebook import Codebook, Variable
 from ..evaluate.load import read_manifest
-from ..results import column_slug
 from ..tables import read_table
 from . import columns as col
 
@@ -108,10 +107,10 @@ def resolve_variable(
         )
     name = _pick(name, found, where)
     prefix = col.prob_prefix(name)
+    outside, legacy = col.outside_columns(name)
+    skip = legacy if outside not in df.columns else None  # a 0.1 table: V_p_other is no category
     labels = [
-        str(c)[len(prefix) :]
-        for c in df.columns
-        if str(c).startswith(prefix) and str(c) != col.other_column(name)
+        str(c)[len(prefix) :] for c in df.columns if str(c).startswith(prefix) and str(c) != skip
     ]
     if len(labels) < 2:
         raise DataError(f"{where}: no {prefix}<category> columns for {name!r}; give --codebook")
@@ -222,7 +221,7 @@ def _categories(code: str, var: Variable) -> list[int]:
     out = []
     for p in parts:
         cat = var.find(p) or next(
-            (c for c in var.categories if column_slug(c.label) == column_slug(p)), None
+            (c for c in var.categories if col.slug(c.label) == col.slug(p)), None
         )
         if cat is not None:
             out.append(var.labels.index(cat.label))
