@@ -147,7 +147,9 @@ def test_linear_dsl_is_ols_of_the_pseudo_outcome(tmp_path: Path) -> None:
 
 
 def test_labels_only_and_bad_codes(tmp_path: Path) -> None:
-    df = with_gold(coded()).drop(columns=[*(f"sentiment_p_{x}" for x in LABELS), "sentiment_outside"])
+    df = with_gold(coded()).drop(
+        columns=[*(f"sentiment_p_{x}" for x in LABELS), "sentiment_outside"]
+    )
     with pytest.raises(DataError, match="--codebook"):  # no probabilities, no manifest
         infer_frame(df, tmp_path)
     book = tmp_path / "book.yaml"
