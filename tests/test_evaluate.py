@@ -247,7 +247,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     page = report.read_text()
     assert "<script" not in page and 'src="http' not in page and 'href="http' not in page
-    assert page.count('src="data:image/png;base64,') == 6
+    assert page.count('src="data:image/png;base64,') == 8  # 3 figures + prevalence, per file
     assert "text " in page  # the disagreements table shows texts
     shot = tmp_path / "shot.png"
     run = subprocess.run(

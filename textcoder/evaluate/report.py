@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..infer.report import prevalence_section
 from ..output import INVALID
 from .compare import comparison_rows
 from .load import Coded
@@ -126,6 +127,7 @@ def file_section(coded: Coded, result: dict[str, Any], n: int) -> str:
 </div>
 <h3>Probabilities per category</h3>
 <img class="histograms" alt="probability histograms" src="data:image/png;base64,{probability_histograms(coded)}">
+{prevalence_section(coded)}
 <h3>The {DISAGREEMENTS} most confident disagreements</h3>
 {disagreements(coded)}
 <h3>Manifest</h3>

@@ -1,0 +1,125 @@
+"""`infer`: prevalence (and regressions) from a coded table and its human codes, as the
+dict that `textcoder infer --json` writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..codebook import Codebook
+from . import prevalence as prev
+from .crossfit import crossfit
+from .estimators import METHODS, Array
+from .regression import regress
+from .table import Prepared, Source, load
+
+
+def infer(
+    path: str | Path,
+    source: Source,
+    *,
+    variable: str | None = None,
+    codebook: Codebook | None = None,
+    by: str | None = None,
+    level: float = 0.95,
+    methods: Sequence[str] = METHODS,
+    target_width: float | None = None,
+    formula: str | None = None,
+    family: str = "gaussian",
+    covariates: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Read `path` and its human codes, and estimate; see `estimate` for the keys."""
+    prep = load(path, source, variable=variable, codebook=codebook)
+    return estimate(
+        prep,
+        by=by,
+        level=level,
+        methods=methods,
+        target_width=target_width,
+        formula=formula,
+        family=family,
+        covariates=covariates,
+    )
+
+
+def estimate(
+    prep: Prepared,
+    *,
+    by: str | None = None,
+    level: float = 0.95,
+    methods: Sequence[str] = METHODS,
+    target_width: float | None = None,
+    formula: str | None = None,
+    family: str = "gaussian",
+    covariates: Sequence[str] = (),
+) -> dict[str, Any]:
+    """`variable`, `n_total`, `n_coded`, `level`, `methods`, `prevalence`
+    ({category: {method: {estimate, ci_low, ci_high, se}}}), `effective_n`, optionally `by`
+    ({group: ...}), `more_needed`, `regression` ({method: {term: ...}}), and `warnings`.
+    With `covariates`, DSL's prediction is cross-fitted from the model's probabilities and
+    those columns."""
+    _check(level, methods, by, prep)
+    warnings = list(prep.warnings)
+    if prep.r.all():
+        warnings.append("every row has a human code: the human figures are the prevalence")
+    if "ppi" in methods and not prep.equal_pi:
+        warnings.append(
+            "ppi assumes a simple random sample, but sample_prob differs between coded rows "
+            "(a stratified sample?): its interval is not valid here; use dsl"
+        )
+    g = crossfit(prep, covariates) if covariates else None
+    cells, eff, parts = prev.table(prep, methods, level, g=g)
+    out: dict[str, Any] = {
+        "variable": prep.variable.name,
+        "n_total": len(prep.r),
+        "n_coded": int(prep.r.sum()),
+        "level": level,
+        "methods": list(methods),
+        "prevalence": cells,
+        "effective_n": eff,
+    }
+    if covariates:
+        out["covariates"] = list(covariates)
+    if by is not None:
+        out["by_column"] = by
+        out["by"] = by_group(prep, by, methods, level, g)
+    if target_width is not None:
+        out["target_width"] = target_width
+        out["more_needed"] = prev.more_needed(parts, target_width, level)
+    if formula is not None:
+        out["formula"] = formula
+        out["family"] = family
+        out["regression"] = regress(prep, formula, family=family, level=level, g=g)
+    out["warnings"] = warnings
+    return out
+
+
+def by_group(
+    prep: Prepared, column: str, methods: Sequence[str], level: float, g: Array | None = None
+) -> dict[str, Any]:
+    """The prevalence table per value of `column` (inclusion probabilities as drawn over the
+    whole table)."""
+    values = prep.frame[column].map(lambda x: "" if x is None else str(x)).to_numpy()
+    groups: dict[str, Any] = {}
+    for value in sorted(set(values)):
+        rows = values == value
+        cells, _, _ = prev.table(prep, methods, level, rows=rows, g=g)
+        groups[str(value)] = {
+            "n_total": int(rows.sum()),
+            "n_coded": int((rows & prep.r).sum()),
+            "prevalence": cells,
+        }
+    return groups
+
+
+def _check(level: float, methods: Sequence[str], by: str | None, prep: Prepared) -> None:
+    from .._exceptions import UsageError
+
+    if not 0 < level < 1:
+        raise UsageError(f"--level {level}: give a level between 0 and 1, e.g. 0.95")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)} (use {', '.join(METHODS)})")
+    if by is not None and by not in prep.frame.columns:
+        raise UsageError(f"--by {by!r}: no such column")
