@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from textcoder.codebook import Codebook
-from textcoder.results import variable_columns
+from textcoder.output import OUTSIDE, column, variable_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "vader_tweets.csv"
@@ -48,11 +48,11 @@ def write_coded(df: pd.DataFrame, labels: list[str], raw: list[str], out: Path, 
     coded[v] = labels
     for lab, col in zip(var.labels, cols[1 : 1 + len(var.labels)], strict=True):
         coded[col] = [1.0 if x == lab else 0.0 for x in labels]
-    coded[f"{v}_p_other"] = 0.0
-    coded[f"{v}_confidence"] = 1.0
-    coded[f"{v}_entropy"] = 0.0
-    coded[f"{v}_raw"] = raw
-    coded[f"{v}_error"] = ""
+    coded[column(v, OUTSIDE)] = 0.0
+    coded[column(v, "confidence")] = 1.0
+    coded[column(v, "entropy")] = 0.0
+    coded[column(v, "raw")] = raw
+    coded[column(v, "error")] = ""
     coded.to_csv(out, index=False)
     manifest = {
         "codebook": {
