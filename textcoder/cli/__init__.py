@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .._exceptions import TextcoderError
 from .._version import __version__
-from . import code, estimate, evaluate, models, prompt, serve
+from . import annotate, code, estimate, evaluate, models, prompt, serve
 
-COMMANDS = [code, prompt, evaluate, estimate, models, serve]
+COMMANDS = [code, prompt, evaluate, estimate, models, serve, annotate]
 
 
 def build_parser() -> argparse.ArgumentParser:
