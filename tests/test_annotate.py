@@ -422,3 +422,85 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         str(store),
     )
     assert proc.returncode == 1 and "keep the same coders" in proc.stderr
+
+
+HEADLINES = EXAMPLES / "headlines.yaml"
+
+
+def test_several_variables_multi_label_and_ordinal(tmp_path: Path) -> None:
+    sample = tmp_path / "h.csv"
+    pd.read_csv(EXAMPLES / "headlines.csv").head(4).to_csv(sample, index=False)
+    store = tmp_path / "h.sqlite"
+    args = (
+        str(sample),
+        "-c",
+        str(HEADLINES),
+        "--coders",
+        "a,b",
+        "--store",
+        str(store),
+        "--id-column",
+        "id",
+    )
+    with AnnotateProcess(*args, "--resamples", "10") as s:
+        a = s.client("a")
+        page = a.get("/coder/a/1").text
+        assert page.count('type="checkbox" name="v:frames"') == 4 and 'data-single="0"' in page
+        item = item_at(a, "a", 1)
+        # next with a variable left open stays on the text and saves what was chosen
+        r = post(a, "a", 1, item, v_topic="economy", action="next")
+        assert r.status_code == 303 and r.headers["location"] == "/coder/a/1?missing=1"
+        assert "Choose a code for every variable" in a.get(r.headers["location"]).text
+        r = a.post(
+            "/coder/a/1",
+            data={"item": item, "v:tone": "very negative", "v:frames": ["", "responsibility", "conflict"], "note": "", "action": "next"},
+        )  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"] == "/coder/a/2"
+        bad = a.post(
+            "/coder/a/2", data={"item": item_at(a, "a", 2), "v:frames": ["conflict", "war"]}
+        )
+        assert bad.status_code == 400 and "'war'" in bad.text
+        two = item_at(a, "a", 2)
+        r = a.post(
+            "/coder/a/2",
+            data={
+                "item": two,
+                "v:topic": "sports",
+                "v:tone": "neutral",
+                "v:frames": "",
+                "action": "next",
+            },
+        )
+        assert r.status_code == 303
+        b = s.client("b")
+        for pos in range(1, 5):
+            it = item_at(b, "b", pos)
+            if it not in (item, two):
+                continue
+            frames = ["conflict"] if it == item else ["human interest"]
+            r = b.post(
+                f"/coder/b/{pos}",
+                data={
+                    "item": it,
+                    "v:topic": "economy",
+                    "v:tone": "negative",
+                    "v:frames": frames,
+                    "action": "next",
+                },
+            )
+            assert r.status_code == 303
+        summary = s.client("").get("/admin/summary.json").json()
+    names = [r["name"] for r in summary["reliability"]]
+    assert names[:2] == ["topic", "tone"] and "frames: conflict" in names
+    assert next(r for r in summary["reliability"] if r["name"] == "tone")["level"] == "ordinal"
+    out = tmp_path / "codes.csv"
+    proc = textcoder(
+        "annotate", *args[:3], "--store", str(store), "--id-column", "id", "--export", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    codes = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("id")
+    assert codes.loc[item, "frames_by_a"] == "conflict;responsibility"  # codebook order
+    assert codes.loc[two, "frames_by_a"] == "" and codes.loc[two, "topic_by_a"] == "sports"
+    assert codes.loc[item, "tone_by_a"] == "very negative"
+    assert codes.loc[item, "frames_human"] == "" and codes.loc[item, "frames_tie"] == "True"
+    assert codes.loc[item, "topic_human"] == "economy" and codes.loc[item, "topic_tie"] == "False"

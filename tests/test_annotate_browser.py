@@ -127,3 +127,48 @@ def test_two_coders_in_chromium(tmp_path: Path) -> None:
     assert sum(1 for i in chosen["alice"] if chosen["alice"][i] != chosen["bob"][i]) == 3
     assert disagree.count("sentiment:") == 6  # three texts, one cell per coder
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_keys_walk_through_several_variables(tmp_path: Path) -> None:
+    """Headlines: topic (nominal), tone (ordinal), frames (multi-label). Keys choose in the
+    highlighted variable and move on to the next; in frames they toggle; Enter saves."""
+    exe = chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sample = tmp_path / "h.csv"
+    pd.read_csv(EXAMPLES / "headlines.csv").head(2).to_csv(sample, index=False)
+    store = tmp_path / "h.sqlite"
+    args = (
+        str(sample),
+        "-c",
+        str(EXAMPLES / "headlines.yaml"),
+        "--coders",
+        "ann",
+        "--id-column",
+        "id",
+    )
+    problems: list[str] = []
+    with AnnotateProcess(*args, "--store", str(store), "--resamples", "10") as server:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, headless=True, args=list(ARGS))
+            page = browser.new_page()
+            watch(page, server.base, problems)
+            page.goto(server.url("ann"))
+            page.wait_for_selector("#codeform")
+            item = page.get_attribute("input[name=item]", "value")
+            assert page.get_attribute("fieldset.current", "data-variable") == "topic"
+            page.keyboard.press("2")  # economy, then tone is highlighted
+            assert page.get_attribute("fieldset.current", "data-variable") == "tone"
+            page.keyboard.press("1")  # very negative
+            for key in ("1", "4", "2", "2"):  # frames: conflict, responsibility (2 on, off)
+                page.keyboard.press(key)
+            url = page.url
+            page.keyboard.press("Enter")
+            page.wait_for_url(lambda u: u != url)
+            browser.close()
+        out = tmp_path / "codes.csv"
+        proc = textcoder("annotate", *args, "--store", str(store), "--export", str(out))
+        assert proc.returncode == 0, proc.stderr
+    assert not problems, problems
+    codes = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("id").loc[item]
+    assert (codes["topic_by_ann"], codes["tone_by_ann"]) == ("economy", "very negative")
+    assert codes["frames_by_ann"] == "conflict;responsibility"

@@ -357,7 +357,7 @@ def test_gold_file_is_joined_on_the_id_column(tmp_path: Path) -> None:
         "--resamples", "20", "--json", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "60 of 100 rows have a code; 1 of its 61 rows match no row" in proc.stderr
+    assert "60 of 100 rows have a code; 1 of its 61 rows match no row here" in proc.stderr
     data = json.loads(out.read_text())
     assert (data["n"], data["n_missing_gold"]) == (60, 40)
     part = df[df["id"].isin(codes["id"])]

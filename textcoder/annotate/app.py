@@ -10,7 +10,7 @@ and nothing else, so no coder can see the model's codes or another coder's.
 from __future__ import annotations
 
 import hmac
-import threading
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -23,9 +23,11 @@ from .forms import FormError, parse_body, posted
 from .pages import render
 from .project import Annotation
 from .store import DONE, SKIPPED, Save
-from .summary import Summary, summarise
+from .summary import LiveSummary, Summary, summarise
 
 COOKIE = "textcoder_token"
+PAGE_WAIT = 5.0  # seconds the admin page waits for fresh figures, else shows the last ones
+JSON_WAIT = 120.0
 STATIC = {"annotate.js": "text/javascript", "annotate.css": "text/css"}
 HEADERS = {
     "Content-Security-Policy": (
@@ -223,23 +225,17 @@ def done_context(project: Annotation, name: str) -> dict[str, Any]:
 
 
 def _admin_routes(app: FastAPI, project: Annotation) -> None:
-    cache: dict[str, Summary] = {}
-    lock = threading.Lock()
+    def compute() -> Summary:
+        return summarise(
+            project.book,
+            project.sample,
+            project.store,
+            project.assignment,
+            resamples=project.resamples,
+            seed=project.seed,
+        )
 
-    def summary() -> Summary:
-        with lock:
-            version = project.store.version()
-            if version not in cache:
-                cache.clear()
-                cache[version] = summarise(
-                    project.book,
-                    project.sample,
-                    project.store,
-                    project.assignment,
-                    resamples=project.resamples,
-                    seed=project.seed,
-                )
-            return cache[version]
+    live = LiveSummary(compute, project.store.version)
 
     @app.get("/admin")
     def admin(request: Request) -> Response:
@@ -247,7 +243,9 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
         entered = _enter(request, "/admin")
         if entered is not None:
             return entered
-        return HTMLResponse(render("admin.html", {"book": project.book, "s": summary()}))
+        summary, fresh = live.get(wait=PAGE_WAIT)
+        context = {"book": project.book, "s": summary, "fresh": fresh, "error": live.error}
+        return HTMLResponse(render("admin.html", context))
 
     @app.get("/admin/export.csv")
     def export_csv(request: Request) -> Response:
@@ -264,6 +262,7 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
     @app.get("/admin/summary.json")
     def summary_json(request: Request) -> Response:
         require(project, request, "")
-        from dataclasses import asdict
-
-        return JSONResponse(asdict(summary()))
+        summary, fresh = live.get(wait=JSON_WAIT)
+        if summary is None:
+            return JSONResponse({"error": live.error or "still computing"}, 503)
+        return JSONResponse({**asdict(summary), "fresh": fresh})

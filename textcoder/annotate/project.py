@@ -17,7 +17,7 @@ class Annotation:
     store: HumanStore
     assignment: dict[str, list[str]]  # coder -> texts, in that coder's order
     tokens: dict[str, str]  # coder -> token; the admin's under ''
-    resamples: int = 1000
+    resamples: int = 200
     seed: int = 0
 
 
@@ -31,7 +31,7 @@ def open_annotation(
     id_column: str | None = None,
     overlap: float = 1.0,
     seed: int = 0,
-    resamples: int = 1000,
+    resamples: int = 200,
 ) -> Annotation:
     """Load the sample, open (or create) its store and check it was made for this sample and
     these settings; `coders` None takes the coders the store knows (for an export)."""

@@ -4,6 +4,9 @@ the texts the coders disagree on."""
 
 from __future__ import annotations
 
+import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +107,11 @@ def model_agreement(
     resamples: int,
     seed: int,
 ) -> list[ModelAgreement]:
-    """The model against each coder, then against the majority (ties left out)."""
-    from ..evaluate import evaluate, from_frame
+    """The model against each coder, then against the majority (ties left out): the sample
+    read as `textcoder evaluate` reads a coded table, the figures from its metric functions
+    and its bootstrap."""
+    from ..evaluate import from_frame
+    from ..evaluate.bootstrap import bootstrap
 
     golds = {c: [codes.get(c, {}).get(i, "") for i in sample.ids] for c in coders}
     golds[MAJORITY] = [
@@ -119,13 +125,40 @@ def model_agreement(
             coded = from_frame(frame, gold_col, codebook=book, variable=var.name)
         except DataError:
             continue  # no text coded yet, or none the model coded
-        result: dict[str, Any] = evaluate(coded, resamples=resamples, seed=seed)
-        metrics = {
-            k: Estimate(result[k]["value"], result[k]["ci_low"], result[k]["ci_high"])
-            for k in MODEL_METRICS
-        }
-        out.append(ModelAgreement(var.name, against, int(result["n"]), metrics))
+        point = agreement_metrics(coded.sample)
+        ci = bootstrap(coded.sample, agreement_metrics, resamples=resamples, seed=seed)
+        metrics = {k: _estimate(point[k], ci.get(k)) for k in MODEL_METRICS}
+        out.append(ModelAgreement(var.name, against, len(coded.sample.gold), metrics))
     return out
+
+
+def agreement_metrics(s: Any) -> dict[str, float]:
+    """`textcoder evaluate`'s agreement figures on one (re)sample; nan where undefined."""
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    from ..evaluate import metrics as m
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            alpha = m.krippendorff_alpha(s)
+        except (ValueError, ZeroDivisionError):
+            alpha = float("nan")
+        return {
+            "accuracy": m.accuracy(s),
+            "macro_f1": m.f1(s, "macro"),
+            "cohen_kappa": m.cohen_kappa(s),
+            "krippendorff_alpha": alpha,
+        }
+
+
+def _estimate(value: float, ci: tuple[float, float] | None) -> Estimate:
+    def num(x: float | None) -> float | None:
+        return None if x is None or x != x else float(x)
+
+    lo, hi = ci if ci is not None else (None, None)
+    return Estimate(num(value), num(lo), num(hi))
 
 
 def disagreements(
@@ -144,3 +177,43 @@ def disagreements(
         if differ:
             out.append(Disagreement(item, sample.text(item), differ))
     return out
+
+
+class LiveSummary:
+    """The admin page's figures, computed in a background thread when the codes have changed
+    since the last computation, so the page never waits long for a bootstrap."""
+
+    def __init__(self, compute: Callable[[], Summary], version: Callable[[], str]) -> None:
+        self._compute = compute
+        self._version = version
+        self._cond = threading.Condition()
+        self._latest: tuple[str, Summary] | None = None
+        self._running = False
+        self.error: str | None = None
+
+    def get(self, wait: float) -> tuple[Summary | None, bool]:
+        """The latest summary and whether it is of the codes as they are now, waiting up to
+        `wait` seconds for a computation under way."""
+        version = self._version()
+
+        def fresh() -> bool:
+            return self._latest is not None and self._latest[0] == version
+
+        with self._cond:
+            if not fresh() and not self._running:
+                self._running = True
+                threading.Thread(target=self._run, args=(version,), daemon=True).start()
+            self._cond.wait_for(lambda: fresh() or not self._running, timeout=wait)
+            return (self._latest[1] if self._latest else None), fresh()
+
+    def _run(self, version: str) -> None:
+        result: Summary | None = None
+        try:
+            result = self._compute()
+        except Exception as exc:  # shown on the page; the server keeps serving coders
+            self.error = f"{type(exc).__name__}: {exc}"
+        with self._cond:
+            if result is not None:
+                self._latest, self.error = (version, result), None
+            self._running = False
+            self._cond.notify_all()

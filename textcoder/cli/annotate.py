@@ -33,7 +33,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the assignment and orders (0)")
     p.add_argument(
-        "--resamples", type=int, default=1000, help="bootstrap resamples on the admin page (1000)"
+        "--resamples",
+        type=int,
+        default=200,
+        help="bootstrap resamples behind the admin page's intervals (200; evaluate uses 1000)",
     )
     p.add_argument(
         "--export", metavar="PATH", help="write the codes to this table and exit (no server)"

@@ -131,10 +131,11 @@ def join_gold(
     out[gold_column] = [codes.get(k, "") for k in coded_ids]
     matched = len(set(coded_ids) & set(codes))
     with_code = sum(1 for k in coded_ids if codes.get(k, ""))
+    unmatched = len(codes) - matched
     note = (
-        f"{where}: joined {gold_column!r} from {gold_where} on {id_column!r}: "
-        f"{with_code} of {len(out)} rows have a code; "
-        f"{len(codes) - matched} of its {len(codes)} rows match no row"
+        f"{where}: {gold_column!r} joined from {gold_where} on {id_column!r}: "
+        f"{with_code} of {len(out)} rows have a code"
+        + (f"; {unmatched} of its {len(codes)} rows match no row here" if unmatched else "")
     )
     return out, note
 
