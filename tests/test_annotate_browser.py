@@ -32,6 +32,16 @@ def chromium() -> str:
     return exe
 
 
+def playwright() -> Any:
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is not installed (it is in the dev extra)")
+        pytest.skip("playwright is not installed (pip install -e .[dev])")
+    return sync_api
+
+
 def choice(coder: str, item: str) -> str:
     """What each coder picks: they agree on most texts and differ on three."""
     k = int(item)
@@ -80,7 +90,7 @@ def code_texts(page: Any, coder: str, use_keys: bool, shot: Path | None) -> dict
 
 def test_two_coders_in_chromium(tmp_path: Path) -> None:
     exe = chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright()
     sample = tmp_path / "sample.csv"
     pd.read_csv(EXAMPLES / "tweets.csv").head(N).to_csv(sample, index=False)
     store = tmp_path / "codes.sqlite"
@@ -133,7 +143,7 @@ def test_keys_walk_through_several_variables(tmp_path: Path) -> None:
     """Headlines: topic (nominal), tone (ordinal), frames (multi-label). Keys choose in the
     highlighted variable and move on to the next; in frames they toggle; Enter saves."""
     exe = chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = playwright()
     sample = tmp_path / "h.csv"
     pd.read_csv(EXAMPLES / "headlines.csv").head(2).to_csv(sample, index=False)
     store = tmp_path / "h.sqlite"
