@@ -28,6 +28,7 @@ from .summary import LiveSummary, Summary, summarise
 COOKIE = "textcoder_token"
 PAGE_WAIT = 5.0  # seconds the admin page waits for fresh figures, else shows the last ones
 JSON_WAIT = 120.0
+MAX_BODY = 256 * 1024
 STATIC = {"annotate.js": "text/javascript", "annotate.css": "text/css"}
 HEADERS = {
     "Content-Security-Policy": (
@@ -137,7 +138,12 @@ def _coder_routes(app: FastAPI, project: Annotation) -> None:
         order = project.assignment[name]
         if not 1 <= pos <= len(order):
             return PlainTextResponse("404: no such text", 404)
-        form = posted(project.book, parse_body(await request.body()))
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
+        form = posted(project.book, parse_body(body))
         if form.item != order[pos - 1]:
             return PlainTextResponse("409: the page is out of date; reload it", 409)
         return await run_in_threadpool(commit, project, name, pos, form)
