@@ -126,7 +126,7 @@ def coded_sample(path: Path, n: int = 8) -> Path:
     df["sentiment"] = [LABELS[i % 3] for i in range(n)]
     for lab in LABELS:
         df[f"sentiment_p_{lab}"] = 0.123457
-    df["sentiment_p_other"] = 0.62963
+    df["sentiment_outside"] = 0.62963
     df["sentiment_raw"] = [f"MODEL-ANSWER-{i}" for i in range(n)]
     df.to_csv(path, index=False)
     return path

@@ -369,3 +369,23 @@ def test_gold_file_is_joined_on_the_id_column(tmp_path: Path) -> None:
         "evaluate", str(coded), "--gold-file", str(tmp_path / "twice.csv"), "--gold", "V_human"
     )
     assert proc.returncode == 1 and "appears twice" in proc.stderr
+
+
+def test_plain_table_with_a_category_called_other(tmp_path: Path) -> None:
+    """`V_p_other` is a category's column where `V_outside` is there; in a table of
+    textcoder 0.1 (no `V_outside`) it is the mass outside the scheme."""
+    df = pd.DataFrame(
+        {"gold": ["other", "spam", "other", "spam"], "kind": ["other", "spam", "spam", "spam"]}
+    )
+    df["kind_p_other"] = [0.7, 0.2, 0.4, 0.1]
+    df["kind_p_spam"] = [0.3, 0.8, 0.6, 0.9]
+    df["kind_outside"] = 0.0
+    df.to_csv(tmp_path / "new.csv", index=False)
+    coded = load_coded(tmp_path / "new.csv", "gold")
+    assert coded.labels == ["other", "spam"] and coded.sample.probs[0].tolist() == [0.7, 0.3, 0.0]
+    legacy = df.drop(columns=["kind_outside", "kind_p_other"]).assign(kind_p_other=0.0)
+    legacy["gold"] = legacy["kind"] = ["spam", "ham", "ham", "spam"]
+    legacy["kind_p_ham"] = 1.0 - legacy["kind_p_spam"]
+    legacy.to_csv(tmp_path / "old.csv", index=False)
+    coded = load_coded(tmp_path / "old.csv", "gold")
+    assert coded.labels == ["spam", "ham"] and coded.sample.probs.shape == (4, 3)
