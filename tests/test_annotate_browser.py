@@ -19,6 +19,7 @@ from .test_annotate import BOOK, AnnotateProcess
 
 LABELS = ["positive", "negative", "neutral"]  # the codebook's order: keys 1, 2, 3
 N = 10
+EVIL = "<script>document.title = 'pwned'</script> 5 < 6 & <b>so on</b>"  # text id 7
 ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-extensions", "--no-first-run", "--disable-dev-shm-usage")  # fmt: skip
 
@@ -68,6 +69,8 @@ def code_texts(page: Any, coder: str, use_keys: bool, shot: Path | None) -> dict
         assert page.inner_text("#progress") == f"{n} / {N}"
         item = page.get_attribute("input[name=item]", "value")
         label = choice(coder, item)
+        if item == "7":  # shown as text, not run
+            assert page.inner_text("#text") == EVIL and "pwned" not in page.title()
         if n == 5:
             page.reload()
             assert page.get_attribute("input[name=item]", "value") == item  # the same text
@@ -92,7 +95,9 @@ def test_two_coders_in_chromium(tmp_path: Path) -> None:
     exe = chromium()
     sync_api = playwright()
     sample = tmp_path / "sample.csv"
-    pd.read_csv(EXAMPLES / "tweets.csv").head(N).to_csv(sample, index=False)
+    tweets = pd.read_csv(EXAMPLES / "tweets.csv").head(N)
+    tweets.loc[tweets["id"] == 7, "text"] = EVIL
+    tweets.to_csv(sample, index=False)
     store = tmp_path / "codes.sqlite"
     args = (str(sample), "-c", str(BOOK), "--coders", "alice,bob", "--id-column", "id")
     shot = tmp_path / "annotate-coder.png"

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from .forms import FormError, parse_body, posted
+from .forms import FormError, Posted, parse_body, posted
 from .pages import render
 from .project import Annotation
 from .store import DONE, SKIPPED, Save
@@ -149,7 +149,7 @@ def _coder_routes(app: FastAPI, project: Annotation) -> None:
         return await run_in_threadpool(commit, project, name, pos, form)
 
 
-def commit(project: Annotation, name: str, pos: int, form: Any) -> Response:
+def commit(project: Annotation, name: str, pos: int, form: Posted) -> Response:
     """Save one POST (before answering), then send the coder where the action leads."""
     store, item = project.store, form.item
     status = None

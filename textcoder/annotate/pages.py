@@ -4,11 +4,12 @@ holding `<script>` is shown as text."""
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .agreement import Estimate
+if TYPE_CHECKING:
+    from .agreement import Estimate
 
 
 def fmt(est: Estimate | None, digits: int = 3) -> str:

@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._exceptions import DataError
 from ..codebook import Codebook, Variable
@@ -17,6 +17,9 @@ from .agreement import Estimate, Reliability, majority, reliability
 from .export import coder_codes
 from .sample import Sample
 from .store import DONE, SKIPPED, HumanStore
+
+if TYPE_CHECKING:
+    from ..evaluate.metrics import Sample as EvalSample
 
 MODEL_METRICS = ("accuracy", "macro_f1", "cohen_kappa", "krippendorff_alpha")
 MAJORITY = "majority"
@@ -132,7 +135,7 @@ def model_agreement(
     return out
 
 
-def agreement_metrics(s: Any) -> dict[str, float]:
+def agreement_metrics(s: EvalSample) -> dict[str, float]:
     """`textcoder evaluate`'s agreement figures on one (re)sample; nan where undefined."""
     from sklearn.exceptions import UndefinedMetricWarning
 
