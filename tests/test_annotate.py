@@ -406,6 +406,9 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         "annotate", str(sample), "-c", str(BOOK), "--coders", "a", "--text-column", "body"
     )
     assert proc.returncode == 1 and "no text column 'body'" in proc.stderr
+    proc = textcoder("annotate", str(sample), "-c", str(BOOK), "--export", str(tmp_path / "x.csv"))
+    assert proc.returncode == 1 and "no annotation store to export" in proc.stderr
+    assert not (tmp_path / "sample.csv.annotate.sqlite").exists()
     store = tmp_path / "s.sqlite"
     book = Codebook.from_yaml(BOOK)
     open_annotation(sample, book, ["a", "b"], store_path=store, overlap=0.5).store.close()

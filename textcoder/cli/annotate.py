@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from .._exceptions import UsageError
+from .._exceptions import DataError, UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -70,15 +71,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace, book: Any) -> int:
-    from ..annotate import export_frame, open_annotation
+    from ..annotate import default_store_path, export_frame, open_annotation
     from ..tables import check_output, write_table
 
     check_output(args.sample, args.export)
+    store = Path(args.store) if args.store else default_store_path(args.sample)
+    if not store.is_file():
+        raise DataError(f"{store}: no annotation store to export (give the one used with --store)")
     project = open_annotation(
         args.sample,
         book,
         None,
-        store_path=args.store,
+        store_path=store,
         text_column=args.text_column,
         id_column=args.id_column,
     )
