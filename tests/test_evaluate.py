@@ -295,3 +295,97 @@ def test_code_with_gold_evaluates_after_coding(tmp_path: Path) -> None:
     metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
     assert metrics["n"] == 6 and metrics["gold_column"] == "gold"
     assert "accuracy" in proc.stdout
+
+
+def test_plain_table_without_manifest_infers_the_variable(tmp_path: Path) -> None:
+    """A colleague's table: a label column and probability columns, no manifest, no codebook."""
+    df = synthetic(120)
+    df["sentiment"] = df["sentiment"].replace("negative", "Negative")  # labels as written
+    plain = tmp_path / "plain.csv"
+    df.to_csv(plain, index=False)
+    out = tmp_path / "m.json"
+    proc = textcoder(
+        "evaluate", str(plain), "--gold", "gold", "--resamples", "20", "--json", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if "inferred" in x or "evaluating" in x]
+    assert len(lines) == 1, proc.stderr
+    assert "'sentiment'" in lines[0] and "negative, neutral, positive" in lines[0]
+    data = json.loads(out.read_text())
+    reference = evaluate(
+        load_coded(write_coded(synthetic(120), tmp_path / "c.csv"), "gold"), resamples=20
+    )
+    for key in HEADLINE:
+        assert data[key]["value"] == pytest.approx(reference[key]["value"], abs=1e-6), key
+
+
+def test_hard_labels_alone_evaluate_agreement_only(tmp_path: Path) -> None:
+    df = synthetic(150)[["id", "text", "gold", "sentiment"]]
+    plain = tmp_path / "labels.csv"
+    df.to_csv(plain, index=False)
+    out = tmp_path / "m.json"
+    report = tmp_path / "r.html"
+    proc = textcoder(
+        "evaluate", str(plain), "--gold", "gold", "--variable", "sentiment",
+        "--resamples", "20", "--json", str(out), "--report", str(report),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "not available" in proc.stderr
+    data = json.loads(out.read_text())
+    y, x = df["gold"], df["sentiment"]
+    assert data["accuracy"]["value"] == pytest.approx(accuracy_score(y, x), abs=1e-6)
+    assert data["cohen_kappa"]["value"] == pytest.approx(cohen_kappa_score(y, x), abs=1e-6)
+    for key in ("brier", "ece", "mean_other"):
+        assert data[key]["value"] is None, key
+    assert "Brier (lower is better) " in proc.stdout and "n/a" in proc.stdout
+    assert report.is_file()
+    # without --variable and with no probability columns, the error says what to give
+    proc = textcoder("evaluate", str(plain), "--gold", "gold")
+    assert proc.returncode == 1 and "--variable" in proc.stderr
+
+
+def test_gold_file_is_joined_on_the_id_column(tmp_path: Path) -> None:
+    """Human codes exported to their own file (`textcoder annotate --export`) join on the id."""
+    df = synthetic(100)
+    coded = write_coded(df.drop(columns=["gold"]), tmp_path / "coded.csv")
+    codes = df[["id", "gold"]].rename(columns={"gold": "V_human"}).iloc[::-1].head(60)
+    codes = pd.concat([codes, pd.DataFrame({"id": ["nosuch"], "V_human": ["positive"]})])
+    codes.to_csv(tmp_path / "codes.csv", index=False)
+    out = tmp_path / "m.json"
+    proc = textcoder(
+        "evaluate", str(coded), "--gold-file", str(tmp_path / "codes.csv"), "--gold", "V_human",
+        "--resamples", "20", "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "60 of 100 rows have a code; 1 of its 61 rows match no row here" in proc.stderr
+    data = json.loads(out.read_text())
+    assert (data["n"], data["n_missing_gold"]) == (60, 40)
+    part = df[df["id"].isin(codes["id"])]
+    expect = accuracy_score(part["gold"], part["sentiment"])
+    assert data["accuracy"]["value"] == pytest.approx(expect, abs=1e-6)
+    twice = pd.concat([codes, codes.head(1)])
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    proc = textcoder(
+        "evaluate", str(coded), "--gold-file", str(tmp_path / "twice.csv"), "--gold", "V_human"
+    )
+    assert proc.returncode == 1 and "appears twice" in proc.stderr
+
+
+def test_plain_table_with_a_category_called_other(tmp_path: Path) -> None:
+    """`V_p_other` is a category's column where `V_outside` is there; in a table of
+    textcoder 0.1 (no `V_outside`) it is the mass outside the scheme."""
+    df = pd.DataFrame(
+        {"gold": ["other", "spam", "other", "spam"], "kind": ["other", "spam", "spam", "spam"]}
+    )
+    df["kind_p_other"] = [0.7, 0.2, 0.4, 0.1]
+    df["kind_p_spam"] = [0.3, 0.8, 0.6, 0.9]
+    df["kind_outside"] = 0.0
+    df.to_csv(tmp_path / "new.csv", index=False)
+    coded = load_coded(tmp_path / "new.csv", "gold")
+    assert coded.labels == ["other", "spam"] and coded.sample.probs[0].tolist() == [0.7, 0.3, 0.0]
+    legacy = df.drop(columns=["kind_outside", "kind_p_other"]).assign(kind_p_other=0.0)
+    legacy["gold"] = legacy["kind"] = ["spam", "ham", "ham", "spam"]
+    legacy["kind_p_ham"] = 1.0 - legacy["kind_p_spam"]
+    legacy.to_csv(tmp_path / "old.csv", index=False)
+    coded = load_coded(tmp_path / "old.csv", "gold")
+    assert coded.labels == ["spam", "ham"] and coded.sample.probs.shape == (4, 3)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .._exceptions import TextcoderError
 from .._version import __version__
-from . import code, estimate, evaluate, infer, models, prompt, sample, serve
+from . import annotate, code, estimate, evaluate, infer, models, prompt, sample, serve
 
-COMMANDS = [code, prompt, evaluate, estimate, models, serve, sample, infer]
+COMMANDS = [code, prompt, evaluate, estimate, models, serve, sample, annotate, infer]
 
 
 def build_parser() -> argparse.ArgumentParser:

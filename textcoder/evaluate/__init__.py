@@ -7,16 +7,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..calibration import uncalibrated
 from ..codebook import Codebook
-from ..tables import read_table
 from .bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap
 from .compare import comparison_rows, rich_table
 from .evaluation import evaluate
-from .load import Coded, from_frame, load_coded
+from .load import Coded, from_frame, load_coded, read_coded
 from .metrics import Sample
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "Coded",
@@ -27,6 +29,7 @@ __all__ = [
     "evaluate_files",
     "from_frame",
     "load_coded",
+    "read_coded",
     "rich_table",
     "write_metrics",
     "write_report",
@@ -41,22 +44,38 @@ def evaluate_files(
     codebook: Codebook | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
+    gold_file: str | Path | None = None,
+    id_column: str | None = None,
 ) -> list[tuple[Coded, dict[str, Any]]]:
-    """Load and evaluate each coded file against `gold_column`."""
+    """Load and evaluate each coded file against `gold_column` (a column of each file, or of
+    `gold_file` joined on the id column)."""
     out = []
     for p in paths:
-        coded = load_coded(p, gold_column, variable=variable, codebook=codebook)
-        for c in with_raw(coded, p, gold_column, codebook):
+        table, manifest, notes = read_coded(
+            p, gold_column, gold_file=gold_file, id_column=id_column
+        )
+        coded = from_frame(
+            table,
+            gold_column,
+            manifest=manifest,
+            variable=variable,
+            codebook=codebook,
+            name=Path(p).name,
+            source=str(p),
+            id_column=id_column,
+        )
+        coded = replace(coded, notes=(*notes, *coded.notes))
+        for c in with_raw(coded, table, gold_column, codebook):
             out.append((c, evaluate(c, resamples=resamples, seed=seed)))
     return out
 
 
 def with_raw(
-    coded: Coded, path: str | Path, gold_column: str, codebook: Codebook | None = None
+    coded: Coded, table: pd.DataFrame, gold_column: str, codebook: Codebook | None = None
 ) -> list[Coded]:
     """A calibrated file's raw probabilities as their own sample, shown beside the calibrated
     ones, `FILE (raw)` then `FILE (METHOD)`; just `coded` for an uncalibrated file."""
-    raw_table = uncalibrated(read_table(path), coded.variable)
+    raw_table = uncalibrated(table, coded.variable)
     if raw_table is None:
         return [coded]
     method = str(coded.manifest.get("calibration", {}).get("method", "calibrated"))
@@ -67,7 +86,7 @@ def with_raw(
         variable=coded.variable.name,
         codebook=codebook,
         name=f"{coded.name} (raw)",
-        source=str(path),
+        source=coded.path,
     )
     return [raw, replace(coded, name=f"{coded.name} ({method})")]
 

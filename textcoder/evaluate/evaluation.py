@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..output import INVALID
 from . import metrics as m
 from .bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, LEVEL, bootstrap
@@ -28,7 +30,10 @@ def evaluate(
     _, _, _, support = m.per_category(s)
     with_invalid = bool((s.pred == s.invalid).any())
     order = [*labels, INVALID] if with_invalid else list(labels)
-    mean_conf, acc, counts = m.reliability(s)
+    if s.has_probs:
+        mean_conf, acc, counts = m.reliability(s)
+    else:  # hard labels alone: no reliability curve
+        mean_conf, acc, counts = np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
     out: dict[str, Any] = {
         "name": coded.name,
         "file": coded.path,
@@ -39,6 +44,8 @@ def evaluate(
         "n_rows": coded.n_rows,
         "n_failed": coded.n_failed,
         "n_missing_gold": coded.n_missing_gold,
+        "has_probabilities": s.has_probs,
+        "notes": list(coded.notes),
     }
     for key in m.HEADLINE:
         out[key] = est(key)

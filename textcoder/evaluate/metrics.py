@@ -54,11 +54,17 @@ class Sample:
     probs: FloatArray
     n_categories: int
     scale: Scale = "nominal"
+    has_probs: bool = True  # False for hard labels alone: `probs` is all nan
 
     def take(self, idx: IntArray) -> Sample:
         """The sample restricted to (or resampled at) the rows `idx`."""
         return Sample(
-            self.gold[idx], self.pred[idx], self.probs[idx], self.n_categories, self.scale
+            self.gold[idx],
+            self.pred[idx],
+            self.probs[idx],
+            self.n_categories,
+            self.scale,
+            self.has_probs,
         )
 
     @property
@@ -180,11 +186,12 @@ def headline(s: Sample) -> dict[str, float]:
             "weighted_f1": f1(s, "weighted"),
             "cohen_kappa": cohen_kappa(s),
             "krippendorff_alpha": _safe_alpha(s),
-            "brier": brier(s),
-            "ece": ece(s),
             "invalid_share": invalid_share(s),
-            "mean_other": mean_other(s),
         }
+        nan = float("nan")
+        out["brier"] = brier(s) if s.has_probs else nan
+        out["ece"] = ece(s) if s.has_probs else nan
+        out["mean_other"] = mean_other(s) if s.has_probs else nan
         p, r, f, _ = per_category(s)
     for i in range(s.n_categories):
         out[f"precision.{i}"] = float(p[i])

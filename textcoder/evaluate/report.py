@@ -79,18 +79,23 @@ def disagreements(coded: Coded, k: int = DISAGREEMENTS) -> str:
     conf = np.array(
         [s.probs[i, s.pred[i]] if s.pred[i] < s.n_categories else s.probs[i, -1] for i in wrong]
     )
-    top = wrong[np.argsort(-conf, kind="stable")][:k]
+    top = wrong[np.argsort(-np.nan_to_num(conf, nan=0.0), kind="stable")][:k]
     rows = "".join(
         f"<tr><td>{_e(coded.ids[i])}</td><td>{_e(coded.texts[i])}</td>"
         f"<td>{_e(labels[s.gold[i]])}</td><td>{_e(labels[s.pred[i]])}</td>"
-        f'<td class="num">{(s.probs[i, s.pred[i]] if s.pred[i] < s.n_categories else s.probs[i, -1]):.3f}</td>'
-        f'<td class="num">{s.probs[i, s.gold[i]]:.3f}</td></tr>'
+        f'<td class="num">{_p(s.probs[i, s.pred[i]] if s.pred[i] < s.n_categories else s.probs[i, -1])}</td>'
+        f'<td class="num">{_p(s.probs[i, s.gold[i]])}</td></tr>'
         for i in top
     )
     return (
         "<table><tr><th>id</th><th>text</th><th>gold</th><th>predicted</th>"
         f"<th>P(predicted)</th><th>P(gold)</th></tr>{rows}</table>"
     )
+
+
+def _p(x: float) -> str:
+    """A probability, or n/a for a table of hard labels."""
+    return "n/a" if x != x else f"{x:.3f}"
 
 
 def manifest_section(coded: Coded) -> str:
@@ -109,16 +114,26 @@ def manifest_section(coded: Coded) -> str:
     )
 
 
+def histograms(coded: Coded) -> str:
+    if not coded.sample.has_probs:
+        return '<p class="note">This table has no probability columns.</p>'
+    return (
+        '<img class="histograms" alt="probability histograms" '
+        f'src="data:image/png;base64,{probability_histograms(coded)}">'
+    )
+
+
 def file_section(coded: Coded, result: dict[str, Any], n: int) -> str:
     left = (
         f"{result['n']} texts evaluated of {result['n_rows']} rows; left out: "
         f"{result['n_failed']} failed, {result['n_missing_gold']} without a gold code. "
         f"Krippendorff's alpha is {_e(result['krippendorff_alpha'].get('level', 'nominal'))}."
     )
+    notes = "".join(f'<p class="note">{_e(note)}</p>' for note in coded.notes)
     return f"""
 <section id="file-{n}">
 <h2>{_e(coded.name)}</h2>
-<p class="note">{_e(left)}</p>
+<p class="note">{_e(left)}</p>{notes}
 <h3>Per category</h3>
 {per_category_table(result)}
 <div class="figs">
@@ -126,7 +141,7 @@ def file_section(coded: Coded, result: dict[str, Any], n: int) -> str:
 <figure><img class="reliability" alt="reliability diagram" src="data:image/png;base64,{reliability_diagram(result)}"></figure>
 </div>
 <h3>Probabilities per category</h3>
-<img class="histograms" alt="probability histograms" src="data:image/png;base64,{probability_histograms(coded)}">
+{histograms(coded)}
 {prevalence_section(coded)}
 <h3>The {DISAGREEMENTS} most confident disagreements</h3>
 {disagreements(coded)}
