@@ -15,7 +15,16 @@ import pandas as pd
 import pytest
 
 from textcoder import ModelError
-from textcoder.hub import HubFile, HubRef, choose, matches, parse_ref, quant_tag, split_info
+from textcoder.hub import (
+    HubFile,
+    HubRef,
+    choose,
+    is_hub_name,
+    matches,
+    parse_ref,
+    quant_tag,
+    split_info,
+)
 from textcoder.models import resolve_model
 
 from .conftest import EXAMPLES, ROOT
@@ -184,6 +193,7 @@ def test_names_and_tags_read_as_llama_cpp_reads_them() -> None:
         "Qwen/Qwen2.5-1.5B-Instruct-GGUF", "q4_k_m"
     )
     assert parse_ref("https://huggingface.co/owner/repo") == HubRef("owner/repo")
+    assert is_hub_name("hf.co/owner/repo:Q8_0") and not is_hub_name("owner/repo")
     with pytest.raises(ModelError, match="expected owner/repo"):
         parse_ref("hf:just-a-name")
     assert split_info("a/M-Q4_K_M-00002-of-00005.gguf") == ("a/M-Q4_K_M", 2, 5)

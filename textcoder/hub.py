@@ -85,13 +85,15 @@ class Pulled:
 
 
 def is_hub_name(name: str) -> bool:
-    """Whether a --model value names a Hub model (`hf:owner/repo[:quant]`)."""
-    return name[: len(PREFIX)].lower() == PREFIX
+    """Whether a --model value names a Hub model: `hf:owner/repo[:quant]`, or Ollama's
+    `hf.co/owner/repo[:quant]` (or a huggingface.co URL)."""
+    lower = name.lower()
+    return lower.startswith(PREFIX) or any(lower.startswith(h) for h in _HOSTS)
 
 
 def parse_ref(text: str) -> HubRef:
     """`[hf:]owner/repo[:quant]` (a huggingface.co URL or hf.co/ prefix also works)."""
-    body = text[len(PREFIX) :] if is_hub_name(text) else text
+    body = text[len(PREFIX) :] if text.lower().startswith(PREFIX) else text
     for host in _HOSTS:
         if body.lower().startswith(host):
             body = body[len(host) :]
