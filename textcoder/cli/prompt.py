@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..backends.base import ChatRequest, Request
-from ..codebook import Codebook
-from ..plan import preview_planner
 from .options import add_codebook_option
+
+if TYPE_CHECKING:
+    from ..backends.base import Request
 
 
 def register(sub: Any) -> None:
@@ -25,6 +25,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan's requests: one variable's messages, or every request of the row."""
+    from ..codebook import Codebook
+    from ..plan import preview_planner
+
     book = Codebook.from_yaml(args.codebook)
     planner = preview_planner(book)
     units = planner.plan(args.text)
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 def _requests(requests: Sequence[Request]) -> Any:
     """One request: its messages (as before); several (multi-label, joint): each with what
     it asks beyond the messages."""
+    from ..backends.base import ChatRequest
+
     only = requests[0] if len(requests) == 1 else None
     if isinstance(only, ChatRequest) and not only.params.extra:
         return only.messages
