@@ -68,7 +68,7 @@ def run_set(data: Path, book_path: Path, gold_col: str, model: str | None, folds
     book = Codebook.from_yaml(book_path)
     var = book.variables[0]
     df = pd.read_csv(data)
-    coder = Coder(book, model=model, scoring="exact")
+    coder = Coder(book, model=model, scoring="exact", calibrate="none")
     started = time.perf_counter()
     coded = coder.code_frame(df, progress=False)
     cf_rows = coder.code_texts(list(CONTENT_FREE_INPUTS), progress=False)

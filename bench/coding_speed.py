@@ -375,6 +375,19 @@ def method_xllamacpp(model_path: str, threads: int, max_tokens: int, cold: bool 
     return run
 
 
+def with_examples(book: Codebook, k: int, select: str) -> Codebook:
+    """The codebook with `k` labelled VADER tweets as examples: the same `k` for every text
+    (`fixed`, so they join the cached prefix) or drawn for each text (`random`, so they break
+    it; `similar` breaks it the same way and adds the text's embedding)."""
+    from pathlib import Path
+
+    from textcoder.codebook import ExamplesFrom
+
+    pool = Path(__file__).resolve().parent.parent / "examples" / "vader_pool.csv"
+    spec = ExamplesFrom(file=str(pool), k=k, select=select)  # type: ignore[arg-type]
+    return book.model_copy(update={"examples_from": spec})
+
+
 def timed(method: Method, book: Codebook, texts: Sequence[str]) -> tuple[float, float]:
     """(warm-up seconds for one text, seconds per text over `texts`)."""
     t0 = time.perf_counter()
@@ -400,6 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="also time (b) and (c) on N texts with nothing of the previous prompt reused "
         "(the issue's own baseline figures were taken that way); default 0: skip",
+    )
+    ap.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time (a) with K examples from examples/vader_pool.csv, the same for every "
+        "text (fixed) and drawn per text (random: the cached prefix breaks); default 0: skip",
     )
     args = ap.parse_args(argv)
     texts = [TWEETS[i % len(TWEETS)] for i in range(args.n)]
@@ -438,10 +459,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 method, book, texts[: args.cold] if "cold" in key else texts
             )
             print(f"  prefix {n_tok:5d} tok  ({key})  {per[key]:.4f} s/text", flush=True)
+        if args.examples and "a" in methods:
+            for select in ("fixed", "random"):
+                key = f"a {select} {args.examples}"
+                warm[key], per[key] = timed(
+                    methods["a"], with_examples(book, args.examples, select), texts
+                )
+                print(f"  prefix {n_tok:5d} tok  ({key})  {per[key]:.4f} s/text", flush=True)
         rows.append((n_tok, per, warm))
 
     print(f"load {os.getloadavg()[0]:.2f} at end\n")
     print(table(rows))
+    if args.examples:
+        print(examples_table(rows, args.examples))
     return 0
 
 
@@ -487,6 +517,23 @@ def table(rows: list[tuple[int, dict[str, float], dict[str, float]]]) -> str:
                 f"{n_tok:>13} | {cell(per, 'b cold'):>10} | {cell(per, 'c cold'):>10} | "
                 f"{ratio(per, 'b cold'):>12} | {ratio(per, 'c cold'):>12}"
             )
+    return "\n".join(lines)
+
+
+def examples_table(rows: list[tuple[int, dict[str, float], dict[str, float]]], k: int) -> str:
+    """(a) with no examples, k fixed examples and k examples drawn per text, seconds per text."""
+    head = (
+        f"{'prefix tokens':>13} | {'(a) no examples':>15} | {f'(a) {k} fixed':>12} | "
+        f"{f'(a) {k} per text':>15} | {'per text/fixed':>14}"
+    )
+    lines = ["exact with examples, seconds per text", head, "-" * len(head)]
+    for n_tok, per, _ in rows:
+        fixed, drawn = per.get(f"a fixed {k}"), per.get(f"a random {k}")
+        ratio = f"{drawn / fixed:.1f}x" if fixed and drawn else "-"
+        lines.append(
+            f"{n_tok:>13} | {per.get('a', float('nan')):>15.4f} | {fixed or float('nan'):>12.4f} | "
+            f"{drawn or float('nan'):>15.4f} | {ratio:>14}"
+        )
     return "\n".join(lines)
 
 

@@ -70,7 +70,8 @@ def read_members(sdist: Path) -> dict[str, str]:
     return out
 
 
-def build(sdist: Path, n: int, seed: int) -> pd.DataFrame:
+def build(sdist: Path, n: int, seed: int, keep_all: bool = False) -> pd.DataFrame:
+    """The seeded sample of `n` tweets (every usable tweet with `keep_all`)."""
     files = read_members(sdist)
     truth = {}
     for line in files["tweets_GroundTruth.txt"].splitlines():
@@ -97,6 +98,8 @@ def build(sdist: Path, n: int, seed: int) -> pd.DataFrame:
             }
         )
     df = pd.DataFrame(rows)
+    if keep_all:
+        return df
     return df.sample(n=n, random_state=seed).sort_values("id").reset_index(drop=True)
 
 

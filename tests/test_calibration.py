@@ -97,6 +97,22 @@ def test_prior_recovers_prevalence_on_imbalanced_data() -> None:
     assert params["em_iterations"] > 1
 
 
+def test_prior_does_not_collapse_when_probabilities_barely_depend_on_the_text() -> None:
+    """A weak signal and a content-free estimate a little off the true bias: plain EM runs
+    to a corner (every text gets one label); the shrunk MAP estimate stays inside."""
+    p, y, _ = synthetic(1000, [1 / 3] * 3, signal=0.4)
+    off = np.array([[0.5, 0.35, 0.15]])  # the true bias is BIAS = 0.6, 0.25, 0.15
+    plain = PriorCalibrator(off, shrink=False).fit(p)
+    assert plain.prevalence is not None and plain.prevalence.min() < 0.01
+    assert len(set(plain.transform(p).argmax(axis=1))) < 3 or plain.prevalence.max() > 0.9
+    fixed = PriorCalibrator(off).fit(p)
+    assert fixed.prevalence is not None and fixed.prevalence.min() > 0.2
+    assert fixed.params["dirichlet_pseudo_counts"] > 0.8 * 1000 / 3
+    assert (fixed.transform(p).argmax(axis=1) == y).mean() > (
+        plain.transform(p).argmax(axis=1) == y
+    ).mean()
+
+
 def test_content_free_divides_out_the_bias() -> None:
     p, _, evidence = synthetic(200, [1 / 3] * 3)
     rng = np.random.default_rng(1)
@@ -251,9 +267,8 @@ def test_coder_calibrates_with_content_free_inputs(
     local_backend: Any, sentiment_book: Codebook
 ) -> None:
     df = pd.DataFrame({"text": TEXTS})
-    raw = Coder(sentiment_book, backend=local_backend, scoring="exact").code_frame(
-        df, progress=False
-    )
+    raw = Coder(sentiment_book, backend=local_backend, scoring="exact", calibrate="none")
+    raw = raw.code_frame(df, progress=False)
     coder = Coder(sentiment_book, backend=local_backend, scoring="exact", calibrate="prior")
     out = coder.code_frame(df, progress=False)
     var = sentiment_book.variables[0]

@@ -99,6 +99,29 @@ class Example(BaseModel):
     codes: dict[str, str]
 
 
+class ExamplesFrom(BaseModel):
+    """`examples_from:`: worked examples drawn from a labelled file for each text (see
+    textcoder/examples_select.py), instead of, or after, the fixed `examples:`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    k: int = Field(default=4, ge=1, le=64)
+    select: Literal["similar", "random", "fixed"] = "similar"
+    balanced: bool = False
+    seed: int = 0
+    text_column: str = "text"
+    id_column: str | None = "id"
+    embed_model: str | None = None
+
+    def path(self, codebook_path: str | None) -> Path:
+        """The labelled file, relative to the codebook's folder (or the working directory)."""
+        p = Path(self.file).expanduser()
+        if p.is_absolute() or not codebook_path or codebook_path.startswith("<"):
+            return p
+        return Path(codebook_path).parent / p
+
+
 class Codebook(BaseModel):
     """Coding instructions, variables and examples: everything a coding run needs to know."""
 
@@ -108,6 +131,10 @@ class Codebook(BaseModel):
     instructions: str
     variables: tuple[Variable, ...] = Field(min_length=1)
     examples: tuple[Example, ...] = ()
+    #: examples chosen for each text from a labelled file (textcoder/examples_select.py)
+    examples_from: ExamplesFrom | None = None
+    #: other wordings of `instructions`, for `textcoder robustness --variants instructions`
+    paraphrases: tuple[str, ...] = ()
     template: str = DEFAULT_TEMPLATE
     mode: Literal["per-variable", "joint"] = "per-variable"
     path: str | None = Field(default=None, exclude=True)

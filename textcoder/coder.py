@@ -15,6 +15,7 @@ from .asyncsync import run_sync
 from .backends import Backend, make_backend
 from .backends.base import ABILITIES, Capabilities
 from .codebook import Codebook
+from .examples_select import make_selector
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
@@ -50,7 +51,7 @@ class Coder:
         n: int = 5,
         threshold: float = 0.5,
         timeout: float = 60.0,
-        calibrate: str = "none",
+        calibrate: str | None = None,
         store: str | Path | None = None,
         fresh: bool = False,
         max_retries: int = 6,
@@ -108,10 +109,14 @@ class Coder:
         self.truncate = truncate
         #: how long a request may take: after Ctrl-C, requests in flight get this long
         self.timeout = timeout
+        if calibrate is None:  # default: content-free where labels are scored whole (`exact`)
+            calibrate = "content-free" if "continuations" in self.scorer.needs else "none"
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
         self.calibrate = calibrate
         self.last_calibration: dict[str, Any] | None = None
+        # examples_from hook: per-text examples (textcoder/examples_select.py)
+        self.examples = make_selector(self.codebook, self.backend.describe().get("model_path"))
 
     def _open_store(self, path: Path | None = None) -> Store | None:
         """The store at `path` (or the coder's `store`), opened once; None: in memory per run."""
@@ -148,6 +153,7 @@ class Coder:
             joint=self.codebook.mode == "joint" and bool(self.capabilities.json_schema),
             truncate=self.truncate,
             grace=self.timeout,
+            examples=self.examples.choose if self.examples is not None else None,
         )
 
     def _probe(self, scoring: str | None) -> Capabilities:
@@ -347,4 +353,5 @@ def run_manifest(self: Coder, extra: dict[str, Any]) -> dict[str, Any]:
         **extra,
         **stats.as_dict(),
         "calibration": self.last_calibration or {"method": self.calibrate},
+        **({"examples_from": self.examples.describe()} if self.examples is not None else {}),
     }

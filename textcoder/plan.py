@@ -10,14 +10,23 @@ read this plan.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import Answer, Capabilities, ChatRequest, CompletionParams, Message, Request
-from .codebook import Codebook, Variable
+from .backends.base import (
+    Answer,
+    Capabilities,
+    ChatRequest,
+    CompletionParams,
+    ContinuationRequest,
+    Message,
+    Request,
+)
+from .codebook import Codebook, Example, Variable
 from .prompt import joint_prefix, multi_label_prefix, prefix_messages
 from .scoring import JointScorer, RequestContext, Scorer
 from .scoring.joint import joint_request
@@ -31,6 +40,8 @@ _PLACEHOLDER = "textcoder-key-placeholder-6b1f0d"
 _CHECK = 'a "quoted" \\ line\nüñï \u2028 </end>'
 
 Reader = Callable[[Sequence[Answer]], dict[str, VariableResult]]
+#: examples_from hook: (text, row id) -> the examples to show before this text
+ChooseExamples = Callable[[str, str | None], Sequence[Example]]
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,12 @@ class Planner:
         engine: tuple[str, str],
         threshold: float = 0.5,
         joint: bool = False,
+        examples: ChooseExamples | None = None,
     ) -> None:
         self.codebook = codebook
+        #: examples_from hook: per-text examples (textcoder/examples_select.py), else None
+        self.choose_examples = examples
+        self._engine = engine
         self.scorer = scorer
         self.params = params
         self.ctx = ctx
@@ -101,11 +116,31 @@ class Planner:
         self._keys: dict[tuple[str, str], _Keys] = {}
         self._joint = JointScorer()
 
-    def plan(self, text: str) -> list[Unit]:
-        """The units of one row (not for an empty text: nothing is sent for it)."""
+    def plan(self, text: str, row_id: str | None = None) -> list[Unit]:
+        """The units of one row (not for an empty text: nothing is sent for it); `row_id`
+        keeps a labelled row from being its own example (examples_from)."""
+        if self.choose_examples is not None:  # examples_from hook
+            return [_system_cached(u) for u in self.for_text(text, row_id).plan(text)]
         if self.joint:
             return [self.joint_unit(text)]
         return [self.variable_unit(text, v) for v in self.codebook.variables]
+
+    def for_text(self, text: str, row_id: str | None = None) -> Planner:
+        """examples_from hook: the planner of the codebook with this text's chosen examples
+        after its own (so its messages, and the keys that hash them, hold them)."""
+        if self.choose_examples is None:
+            return self
+        chosen = tuple(self.choose_examples(text, row_id))
+        book = self.codebook.model_copy(update={"examples": (*self.codebook.examples, *chosen)})
+        return Planner(
+            book,
+            self.scorer,
+            self.params,
+            self.ctx,
+            engine=self._engine,
+            threshold=self.threshold,
+            joint=self.joint,
+        )
 
     def messages(self, text: str, variable: Variable, label: str | None = None) -> list[Message]:
         """One request's messages: the shared prefix (built once per run), then the text."""
@@ -226,9 +261,19 @@ class Planner:
     def _joint_samples(self, request: ChatRequest) -> list[Request]:
         return list(self.scorer.expand(request, self.ctx))
 
-    def all_requests(self, text: str) -> list[Request]:
+    def all_requests(self, text: str, row_id: str | None = None) -> list[Request]:
         """Every request of a row, in the order they are sent (`textcoder prompt`, estimate)."""
-        return [r for unit in self.plan(text) for r in unit.requests]
+        return [r for unit in self.plan(text, row_id) for r in unit.requests]
+
+
+def _system_cached(unit: Unit) -> Unit:
+    """examples_from hook: with examples chosen per text, an engine caches the system message
+    only; the examples are evaluated with the text (they change from text to text)."""
+    requests = tuple(
+        dataclasses.replace(r, n_prefix=1) if isinstance(r, ContinuationRequest) else r
+        for r in unit.requests
+    )
+    return dataclasses.replace(unit, requests=requests)
 
 
 def preview_planner(

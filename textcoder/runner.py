@@ -12,7 +12,7 @@ from typing import Any
 from .asyncsync import new_event_loop, run_sync
 from .backends.base import Backend, Capabilities, CompletionParams, Message
 from .codebook import Codebook, Variable
-from .plan import Planner
+from .plan import ChooseExamples, Planner
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult
@@ -57,6 +57,7 @@ class Runner:
         joint: bool = False,
         truncate: bool = False,
         grace: float = STOP_GRACE,
+        examples: ChooseExamples | None = None,
     ) -> None:
         self.codebook = codebook
         self.stats = RunStats()
@@ -74,6 +75,7 @@ class Runner:
             engine=(backend.name, backend.model),
             threshold=threshold,
             joint=joint,
+            examples=examples,
         )
         self.executor = OnlineExecutor(backend, self.stats, retry, limiter)
         self.backend = backend

@@ -169,20 +169,35 @@ class ContentFreeCalibrator(Calibrator):
 
 
 def em_prevalence(
-    probs: Matrix, model_prior: npt.NDArray[np.float64], max_iter: int = 1000, tol: float = 1e-8
+    probs: Matrix,
+    model_prior: npt.NDArray[np.float64],
+    max_iter: int = 1000,
+    tol: float = 1e-8,
+    pseudo_counts: float = 0.0,
 ) -> tuple[npt.NDArray[np.float64], int]:
     """Saerens et al. (2002): the class prevalence in the data by expectation-maximisation,
-    for posteriors made under `model_prior`. Returns (prevalence, iterations)."""
+    for posteriors made under `model_prior`; with `pseudo_counts` > 0, the MAP estimate under
+    a symmetric Dirichlet prior (that many texts' worth per category). Returns (prevalence,
+    iterations)."""
     prior = np.clip(model_prior, EPS, None)
     prior = prior / prior.sum()
     prev = prior.copy()
+    n, k = probs.shape
     for it in range(1, max_iter + 1):
         adjusted = divide_out(probs, prior / prev)
-        new = adjusted.mean(axis=0)
+        new = (adjusted.sum(axis=0) + pseudo_counts) / (n + k * pseudo_counts)
         if np.max(np.abs(new - prev)) < tol:
             return new, it
         prev = new
     return prev, max_iter
+
+
+def informativeness(probs: Matrix) -> float:
+    """1 - the rows' mean entropy over log k: 0 when every row is uniform (the probabilities
+    say nothing about the text), 1 when every row is certain."""
+    k = probs.shape[1]
+    p = np.clip(probs, EPS, 1.0)
+    return float(1.0 - (-(p * np.log(p)).sum(axis=1)).mean() / np.log(k))
 
 
 class PriorCalibrator(Calibrator):
@@ -193,13 +208,28 @@ class PriorCalibrator(Calibrator):
     The model's prior and the data's prevalence cannot both be read from the model's
     probabilities alone (only their ratio enters), so the model's prior comes from
     content-free inputs (as for `content-free`); without them it is taken as uniform.
+
+    Plain EM (the maximum-likelihood prevalence) collapses when the probabilities barely
+    depend on the text: any bias left after the content-free correction is amplified about
+    1/informativeness times, so the estimate runs to a corner of the simplex (on the VADER
+    tweets: neutral 0.0, positive 0.85) and every text gets the majority label. The
+    prevalence is therefore a MAP estimate under a symmetric Dirichlet prior worth
+    `n/k * (1 - informativeness)**2` texts per category: nothing for certain rows (plain EM),
+    as much as the data for uniform ones. `shrink=False` gives plain EM.
     """
 
     method = "prior"
 
     def __init__(
-        self, content_free: npt.ArrayLike | None = None, max_iter: int = 1000, tol: float = 1e-8
+        self,
+        content_free: npt.ArrayLike | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-8,
+        shrink: bool = True,
     ) -> None:
+        self.shrink = shrink
+        self.pseudo_counts = 0.0
+        self.informativeness: float | None = None
         self.model_prior: npt.NDArray[np.float64] | None = None
         self.n_inputs = 0
         if content_free is not None:
@@ -217,8 +247,12 @@ class PriorCalibrator(Calibrator):
             self.model_prior = np.full(k, 1.0 / k)
         elif self.model_prior.shape[0] != k:
             raise ValueError("content-free distributions and rows differ in categories")
+        n = probs.shape[0]
+        self.informativeness = informativeness(divide_out(probs, self.model_prior))
+        if self.shrink:
+            self.pseudo_counts = n / k * (1.0 - self.informativeness) ** 2
         self.prevalence, self.iterations = em_prevalence(
-            probs, self.model_prior, self.max_iter, self.tol
+            probs, self.model_prior, self.max_iter, self.tol, self.pseudo_counts
         )
 
     def _transform(self, probs: Matrix) -> Matrix:
@@ -233,6 +267,10 @@ class PriorCalibrator(Calibrator):
             "prevalence": None if self.prevalence is None else _vec(self.prevalence),
             "em_iterations": self.iterations,
             "content_free_inputs": self.n_inputs,
+            "informativeness": None
+            if self.informativeness is None
+            else round(self.informativeness, 6),
+            "dirichlet_pseudo_counts": round(self.pseudo_counts, 6),
         }
 
 

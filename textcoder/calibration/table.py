@@ -159,6 +159,10 @@ def _calibrate_variable(
     raw = out[source].to_numpy(dtype=np.float64, na_value=np.nan)
     mass = raw.sum(axis=1)
     valid = np.isfinite(raw).all(axis=1) & (mass > 0)
+    if not valid.any() and method != "fit":  # an empty table, or only empty texts
+        params: dict[str, Any] = {"calibrated_rows": 0, "note": "no row has probabilities"}
+        _keep_raw(out, var, source, raw)
+        return params
     if not valid.any():
         raise DataError(f"{var.name!r}: no row has probabilities to calibrate")
     pn: Matrix = raw[valid] / mass[valid, None]
@@ -185,20 +189,26 @@ def _calibrate_variable(
         q = cal.transform(pn)
         params = cal.params
     params["calibrated_rows"] = int(valid.sum())
-
-    if source is pcols:  # keep the raw probabilities, right after V_outside
-        names = list(out.columns)
-        outside = output.column(var.name, OUTSIDE)
-        anchor = outside if outside in names else pcols[-1]
-        at = names.index(anchor) + 1
-        for j, col in enumerate(rawcols):
-            out.insert(at + j, col, raw[:, j])
+    _keep_raw(out, var, source, raw)
     cal_probs = raw.copy()
     cal_probs[valid] = q * mass[valid, None]
     for j, col in enumerate(pcols):
         out[col] = cal_probs[:, j]
     _follow(out, var, cal_probs, valid)
     return params
+
+
+def _keep_raw(out: pd.DataFrame, var: Variable, source: list[str], raw: Matrix) -> None:
+    """The raw probabilities kept as `V_rawp_*`, right after `V_outside` (once)."""
+    pcols, rawcols = prob_columns(var), prob_columns(var, "rawp")
+    if source != pcols:
+        return
+    names = list(out.columns)
+    outside = output.column(var.name, OUTSIDE)
+    anchor = outside if outside in names else pcols[-1]
+    at = names.index(anchor) + 1
+    for j, col in enumerate(rawcols):
+        out.insert(at + j, col, raw[:, j])
 
 
 def _follow(out: pd.DataFrame, var: Variable, probs: Matrix, valid: npt.NDArray[np.bool_]) -> None:
@@ -230,6 +240,28 @@ def _follow(out: pd.DataFrame, var: Variable, probs: Matrix, valid: npt.NDArray[
         ent = out[ent_col].to_numpy(dtype=np.float64, copy=True)
         ent[valid] = -terms.sum(axis=1)
         out[ent_col] = ent
+    _follow_ordinal(out, var, probs, valid)
+
+
+def _follow_ordinal(
+    out: pd.DataFrame, var: Variable, probs: Matrix, valid: npt.NDArray[np.bool_]
+) -> None:
+    """An ordinal variable's expected and median position from the calibrated probabilities."""
+    exp_col, med_col = (
+        output.column(var.name, output.EXPECTED),
+        output.column(var.name, output.MEDIAN),
+    )
+    if exp_col not in out.columns or not valid.any():
+        return
+    p = probs[valid] / probs[valid].sum(axis=1, keepdims=True)
+    positions = np.arange(1, p.shape[1] + 1)
+    expected = out[exp_col].to_numpy(dtype=np.float64, copy=True)
+    expected[valid] = p @ positions
+    out[exp_col] = expected
+    if med_col in out.columns:
+        median = out[med_col].to_numpy(dtype=object, copy=True)
+        median[valid] = (np.cumsum(p, axis=1) >= 0.5 - 1e-12).argmax(axis=1) + 1
+        out[med_col] = median
 
 
 def uncalibrated(table: pd.DataFrame, variable: Variable) -> pd.DataFrame | None:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "sample": "draw a validation sample (random or stratified) with inclusion probabilities",
     "annotate": "human coding in the browser: a blind sample for several coders, and export",
     "infer": "prevalence and regressions corrected with human codes (model, human, PPI, DSL)",
+    "robustness": "re-code a sample under prompt variants and report how codes move",
 }
 
 

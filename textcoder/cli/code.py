@@ -48,8 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--calibrate",
         choices=CALIBRATIONS,
-        default="none",
-        help="correct the model's bias toward some labels, over all rows (see README)",
+        help="correct the model's bias toward some labels (default: content-free with "
+        "--scoring exact, the local engine's default; else none; see README)",
     )
     p.add_argument(
         "--gold",

@@ -90,7 +90,7 @@ class RowCoder:
             return empty_row(self.planner.codebook)
         text = self._fitted(text)
         out: dict[str, VariableResult] = {}
-        for unit in self.planner.plan(text):
+        for unit in self.planner.plan(text, row_id):  # row_id: examples_from hook
             stored = None if self.fresh else self._stored(unit, row_id)
             if stored is not None:
                 self.stats.reused += len(stored)
