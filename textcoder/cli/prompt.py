@@ -11,6 +11,7 @@ from .options import add_codebook_option
 
 if TYPE_CHECKING:
     from ..backends.base import Request
+    from ..codebook import Codebook
 
 
 def register(sub: Any) -> None:
