@@ -109,8 +109,8 @@ class Coder:
         self.truncate = truncate
         #: how long a request may take: after Ctrl-C, requests in flight get this long
         self.timeout = timeout
-        if calibrate is None:  # default: content-free where labels are scored whole (`exact`)
-            calibrate = "content-free" if "continuations" in self.scorer.needs else "none"
+        if calibrate is None:  # the method's own default (README: "A default that serves ...")
+            calibrate = self.scorer.calibration
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
         self.calibrate = calibrate
