@@ -72,10 +72,12 @@ async def completions(request: Request, state: ServerState) -> Response:
     except Cancelled:
         return Response(status_code=499)
     choices = []
+    memo: dict[int, Any] = {}  # the prompts' shared positions are the same records
     for i, (toks, per_prompt) in enumerate(zip(prompts, outs, strict=True)):
         records = scored[i] if scored is not None else None
         for j, out in enumerate(per_prompt):
-            choices.append(_choice(engine, req, i * len(per_prompt) + j, toks, records, out))
+            index = i * len(per_prompt) + j
+            choices.append(_choice(engine, req, index, toks, records, out, memo))
     n_prompt = sum(map(len, prompts))
     n_out = sum(o.completion_tokens for per in outs for o in per if o is not None)
     body = {
@@ -128,6 +130,7 @@ def _choice(
     prompt: list[int],
     records: list[Position | None] | None,
     out: ChoiceOut | None,
+    memo: dict[int, Any],
 ) -> dict[str, Any]:
     pieces = [engine.piece(t) for t in prompt]
     text = b"".join(pieces).decode("utf-8", errors="replace") if req.echo else ""
@@ -150,7 +153,10 @@ def _choice(
             rows.append((t.piece, t.logprob, top if req.logprobs else {_s(t.piece): t.logprob}))
         choice["logprobs"] = _legacy_logprobs(rows)
     if req.prompt_logprobs is not None and records is not None:
-        choice["prompt_logprobs"] = [_vllm_position(engine, r) for r in records]
+        choice["prompt_logprobs"] = [
+            memo[id(r)] if id(r) in memo else memo.setdefault(id(r), _vllm_position(engine, r))
+            for r in records
+        ]
     return choice
 
 

@@ -57,6 +57,7 @@ class LocalEngine:
         self.add_bos = bool(self.llm._model.add_bos_token())
         self.n_vocab = self.llm.n_vocab()
         self.fingerprint = "fp_" + _file_digest(model.path)[:10]
+        self._pieces: dict[int, bytes] = {}  # token id -> bytes, at most the vocabulary
 
     def chat_formatter(self, *, add_generation_prompt: bool) -> Any:
         """llama-cpp-python's Jinja2 formatter for this model's chat template."""
@@ -90,6 +91,12 @@ class LocalEngine:
 
     def piece(self, token: int) -> bytes:
         """The raw bytes of one token as it appears in text (a partial UTF-8 char stays partial)."""
+        got = self._pieces.get(token)
+        if got is None:
+            got = self._pieces[token] = self._piece(token)
+        return got
+
+    def _piece(self, token: int) -> bytes:
         import ctypes
 
         import llama_cpp
