@@ -8,7 +8,9 @@ Three ways to code the same tweets with the same model file, thread count and co
 (b) the seed's way: one llama-cpp-python `create_chat_completion` per text with
 `logprobs=True, top_logprobs=20, temperature=0` (which needs `logits_all=True`);
 (c) llama.cpp's own server, run in process by the `xllamacpp` package (pip extra `bench`),
-one chat completion per text with the same options. Each method codes one warm-up text with
+one chat completion per text with the same options; (h) `exact` over HTTP against a
+`textcoder serve` on loopback (same threads and context): the prompt rendered by its
+`/tokenize`, every label in one `/v1/completions` echo request. Each method codes one warm-up text with
 the same codebook before it is timed, so whatever it caches of the prefix it has cached.
 The codebooks are a tweet sentiment scheme whose instructions are padded with coding-rule
 paragraphs; the printed prefix length is the rendered system message, counted by the model's
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from textcoder import Codebook, Coder
-from textcoder.backends.local import LocalBackend
+from textcoder.backends.llama import LocalBackend
 from textcoder.prompt import build_messages, prefix_messages
 
 TARGETS = (60, 500, 2000)
@@ -387,6 +389,54 @@ def with_examples(book: Codebook, k: int, select: str) -> Codebook:
     spec = ExamplesFrom(file=str(pool), k=k, select=select)  # type: ignore[arg-type]
     return book.model_copy(update={"examples_from": spec})
 
+@contextlib.contextmanager
+def serve(threads: int) -> Iterator[str]:
+    """A `textcoder serve` subprocess on a free loopback port; its /v1 URL once healthy."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["serve", "--port", str(port), "--threads", str(threads), "--n-ctx", str(N_CTX)]
+    proc = subprocess.Popen([sys.executable, "-m", "textcoder", *args], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("textcoder serve did not start")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def method_exact_http(url: str) -> Method:
+    """(h) `exact` over HTTP through the public `Coder`, against `textcoder serve`."""
+
+    def run(book: Codebook, texts: Sequence[str]) -> None:
+        coder = Coder(
+            book,
+            base_url=url,
+            model="smollm2",
+            api_key="none",
+            scoring="exact",
+            concurrency=1,
+            timeout=600,
+        )  # fmt: skip  (one text at a time, as (a): seconds per text, not throughput)
+        results = coder.code_texts(list(texts), progress=False)
+        errors = [r for r in results if any(v.error for v in r.values())]
+        if errors:
+            raise RuntimeError(f"exact over HTTP: {len(errors)} texts failed: {errors[0]}")
+
+    return run
+
 
 def timed(method: Method, book: Codebook, texts: Sequence[str]) -> tuple[float, float]:
     """(warm-up seconds for one text, seconds per text over `texts`)."""
@@ -405,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--max-tokens", type=int, default=1, help="max_tokens for (b) and (c) (default 1)"
     )
-    ap.add_argument("--methods", default="abc", help="which of a, b, c to run (default abc)")
+    ap.add_argument("--methods", default="abch", help="which of a, b, c, h to run (default abch)")
     ap.add_argument(
         "--cold",
         type=int,
@@ -445,6 +495,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cold and "c" in args.methods:
         methods["c cold"] = method_xllamacpp(model_path, args.threads, args.max_tokens, cold=True)
 
+    with contextlib.ExitStack() as stack:
+        if "h" in args.methods:
+            methods["h"] = method_exact_http(stack.enter_context(serve(args.threads)))
+        return run_all(args, model_path, books, methods, texts)
+
+
+def run_all(
+    args: argparse.Namespace,
+    model_path: str,
+    books: list[tuple[Codebook, int]],
+    methods: dict[str, Method],
+    texts: list[str],
+) -> int:
+    """Time every method on every codebook and print the table."""
     print(
         f"model {model_path}\n{args.n} texts per cell, {args.threads} threads, n_ctx {N_CTX}, "
         f"max_tokens {args.max_tokens} for (b) and (c); load {os.getloadavg()[0]:.2f} at start",
@@ -505,6 +569,14 @@ def table(rows: list[tuple[int, dict[str, float], dict[str, float]]]) -> str:
         lines.append(f"(b)/(a) at {last[0]} tokens: {ratio(last[1], 'b')}   (target >= 8x)")
     if "c" in last[1] and "a" in last[1]:
         lines.append(f"(c)/(a) at {last[0]} tokens: {ratio(last[1], 'c')}   (target >= 4x)")
+    if any("h" in per for _, per, _ in rows):
+        lines += ["", "exact over HTTP (textcoder serve on loopback), seconds per text"]
+        head = f"{'prefix tokens':>13} | {'(a) exact':>10} | {'(h) over HTTP':>13} | {'(h)/(a)':>7}"
+        lines += [head, "-" * len(head)]
+        for n_tok, per, _ in rows:
+            lines.append(
+                f"{n_tok:>13} | {cell(per, 'a'):>10} | {cell(per, 'h'):>13} | {ratio(per, 'h'):>7}"
+            )
     if any("b cold" in per or "c cold" in per for _, per, _ in rows):
         lines += ["", "baselines cold (nothing of the previous prompt reused), seconds per text"]
         head = (

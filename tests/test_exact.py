@@ -17,10 +17,11 @@ import pytest
 from textcoder import Codebook, Coder
 from textcoder._exceptions import UsageError
 from textcoder.backends.base import CompletionParams
+from textcoder.output import prob_column
 from textcoder.prompt import build_messages, prefix_messages
 from textcoder.scoring.exact import label_variants, variants_for
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, textcoder
 
 SCALE = ["strongly agree", "agree", "neither agree nor disagree", "disagree", "strongly disagree"]
 TEXTS = ["Taxes should be lower.", "I like trains", "  Schools need more money!", "Ok."]
@@ -250,7 +251,7 @@ SYSTEM_LAST = (
 def test_fallback_to_the_whole_prompt_is_exact_and_recorded() -> None:
     from llama_cpp import llama_chat_format
 
-    from textcoder.backends.local import LocalBackend
+    from textcoder.backends.llama import LocalBackend
 
     likert = Codebook.from_dict(
         {"instructions": "Code agreement.", "categories": SCALE, "variable": "stance"}
@@ -283,3 +284,39 @@ def test_exact_needs_an_engine_that_scores_continuations(likert: Codebook) -> No
 
     with FlakyServer() as server, pytest.raises(UsageError, match=r"exact.*logprobs"):
         Coder(likert, base_url=server.url, api_key="none", scoring="exact")
+
+
+def test_exact_over_http_equals_local_exact(
+    local_backend, likert: Codebook, sentiment_book: Codebook, serve_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`--scoring exact --base-url <textcoder serve>` (the prompt rendered by /tokenize, the
+    labels' logprobs from /v1/completions) gives local exact's probabilities."""
+    headlines = Codebook.from_yaml(EXAMPLES / "headlines.yaml")
+    for book, texts in ((likert, TEXTS), (sentiment_book, TEXTS[:2]), (headlines, TEXTS[2:])):
+        local = Coder(book, backend=local_backend, scoring="exact").code_texts(texts)
+        remote = Coder(book, base_url=serve_url, model="smollm2", api_key="none", scoring="exact")
+        for a, b in zip(local, remote.code_texts(texts, progress=False), strict=True):
+            for var in book.variables:
+                assert b[var.name].error is None
+                assert b[var.name].probs == pytest.approx(a[var.name].probs, abs=1e-4)
+                assert b[var.name].label == a[var.name].label
+    data = tmp_path / "texts.csv"
+    pd.DataFrame({"text": TEXTS}).to_csv(data, index=False)
+    book_file = tmp_path / "likert.yaml"
+    book_file.write_text(
+        "instructions: Code how much the author agrees that public spending should rise.\n"
+        f"variable: stance\ncategories: {SCALE}\n"
+        "examples:\n  - text: Spend more on parks!\n    codes: {stance: strongly agree}\n"
+    )
+    out = tmp_path / "coded.csv"
+    args = ["-c", str(book_file), "-o", str(out), "--scoring", "exact", "--quiet"]
+    proc = textcoder("code", str(data), *args, "--base-url", serve_url, "-m", "smollm2")
+    assert proc.returncode == 0, proc.stderr
+    coded = pd.read_csv(out)
+    for i, res in enumerate(
+        Coder(likert, backend=local_backend, scoring="exact").code_texts(TEXTS)
+    ):
+        for lab in SCALE:
+            assert coded.loc[i, prob_column("stance", lab)] == pytest.approx(
+                res["stance"].probs[lab], abs=1e-4
+            )

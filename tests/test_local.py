@@ -84,3 +84,58 @@ def test_cached_prompt_scores_like_a_cold_one(local_backend) -> None:  # type: i
     for a, b in zip(cold.tokens, warm.tokens, strict=True):
         assert [x for x, _ in a.top] == [x for x, _ in b.top]
         assert [lp for _, lp in a.top] == pytest.approx([lp for _, lp in b.top], abs=1e-6)
+
+
+FRAMES = ["morality", "economy", "conflict", "human interest"]
+
+
+def _frames_format(**array: object) -> dict[str, object]:
+    items = {"type": "array", "items": {"type": "string", "enum": FRAMES}, **array}
+    schema = {
+        "type": "object",
+        "properties": {"frames": items},
+        "required": ["frames"],
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "frames", "schema": schema}}
+
+
+def test_unique_enum_array_and_refused_keywords_in_the_backend(local_backend) -> None:  # type: ignore[no-untyped-def]
+    """The backend enforces `response_format` as the server does: a multi-label array holds
+    each category at most once, and a keyword no grammar enforces is refused by name."""
+    import json
+
+    from textcoder._exceptions import RequestError
+
+    messages = [{"role": "user", "content": "Which frames does 'Taxes rise again' use? JSON."}]
+    fmt = _frames_format(uniqueItems=True, maxItems=len(FRAMES))
+    for seed in range(3):
+        params = CompletionParams(
+            max_tokens=80, temperature=1.3, seed=seed, logprobs=False,
+            extra={"response_format": fmt},
+        )  # fmt: skip
+        c = local_backend.complete_sync(messages, params)
+        got = json.loads(c.text)["frames"]
+        assert c.finish_reason == "stop" and len(got) == len(set(got)) <= len(FRAMES)
+    bad = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer",
+                                                                          "minimum": 3}}}  # fmt: skip
+    with pytest.raises(RequestError, match="minimum"):
+        local_backend.complete_sync(messages, CompletionParams(extra={"response_format": bad}))
+
+
+def test_backend_answers_as_the_server_does(local_backend, serve_url: str) -> None:  # type: ignore[no-untyped-def]
+    """One generation path: the same request gives the same text and logprobs in process and
+    from `textcoder serve`."""
+    import httpx
+
+    messages = [{"role": "user", "content": "Is the sky blue? Answer yes or no."}]
+    params = CompletionParams(max_tokens=6, temperature=0, top_logprobs=3, extra={"stop": ["."]})
+    mine = local_backend.complete_sync(messages, params)
+    body = {"model": "smollm2", "messages": messages, "max_tokens": 6, "temperature": 0,
+            "logprobs": True, "top_logprobs": 3, "stop": ["."]}  # fmt: skip
+    theirs = httpx.post(f"{serve_url}/chat/completions", json=body, timeout=120).json()
+    choice = theirs["choices"][0]
+    assert mine.text == choice["message"]["content"]
+    assert mine.finish_reason == choice["finish_reason"]
+    lps = [t["logprob"] for t in choice["logprobs"]["content"]]
+    assert [t.logprob for t in mine.tokens] == pytest.approx(lps, abs=1e-6)

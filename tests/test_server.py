@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import socket
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -626,3 +629,181 @@ def test_api_key_parallel_engines_and_refusing_open_binds(serve_url: str) -> Non
     from textcoder.cli import main
 
     assert main(["serve", "--host", "0.0.0.0"]) == 1
+
+
+# clients that go away, signals --------------------------------------------------------------
+
+
+def _endless(n: int = 8) -> dict[str, Any]:
+    """A request no test could wait for: n answers of 8000 tokens with the turn's end banned."""
+    from llama_cpp import Llama
+
+    from textcoder.models import resolve_model
+
+    llm = Llama(str(resolve_model(None).path), vocab_only=True, verbose=False)
+    ends = {llm.token_eos(), *llm.tokenize(b"<|im_end|><|endoftext|>", add_bos=False, special=True)}
+    return {
+        "model": "smollm2",
+        "messages": TRANSLATE,
+        "max_tokens": 8000,
+        "n": n,
+        "temperature": 1.0,
+        "logit_bias": {str(t): -100 for t in ends},
+    }
+
+
+def _wait_busy(base: str, busy: int, deadline_s: float = 120.0) -> None:
+    """Poll /health until `busy` engines are answering (a deadline, not a wait on a guess)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base}/health", timeout=10).json()["engines_busy"] == busy:
+            return
+        time.sleep(0.05)  # polling interval
+    raise AssertionError(f"the server never had {busy} busy engines")
+
+
+def _post_raw(port: int, body: dict[str, Any]) -> socket.socket:
+    """Send a plain (non-streamed) chat request on a raw socket and leave it open."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def test_plain_request_whose_client_hangs_up_frees_the_engine(
+    http: httpx.Client, serve_url: str
+) -> None:
+    base = serve_url.removesuffix("/v1")
+    sock = _post_raw(int(base.rsplit(":", 1)[1]), _endless())
+    _wait_busy(base, 1)
+    sock.close()  # the client gives up, as the openai client does on its timeout
+    _wait_busy(base, 0)
+    raw = post(http, messages=CLASSIFY, max_tokens=2, temperature=0)  # the engine is free
+    assert raw["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_server_with_requests_in_flight(sig: signal.Signals) -> None:
+    with ServeProcess("--threads", "1", "--shutdown-grace", "1") as server:
+        results: list[Any] = []
+
+        def endless() -> None:
+            try:
+                results.append(httpx.post(f"{server.url}/chat/completions", json=_endless(),
+                                          timeout=600).status_code)  # fmt: skip
+            except httpx.TransportError as exc:
+                results.append(exc)
+
+        client = threading.Thread(target=endless)
+        client.start()
+        _wait_busy(server.base, 1)
+        assert server.proc is not None
+        server.proc.send_signal(sig)
+        deadline = time.monotonic() + 60  # the request alone would run for many minutes
+        while server.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling interval
+        assert server.proc.poll() is not None, "the server did not stop"
+        client.join(60)
+        assert results, "the client was left hanging"
+
+
+# structured outputs: arrays of categories -------------------------------------------------
+
+
+def test_unique_enum_array_holds_each_category_at_most_once(http: httpx.Client) -> None:
+    cats = ["morality", "economy", "conflict", "human interest"]
+    frames = {"type": "array", "items": {"type": "string", "enum": cats}, "uniqueItems": True}
+    schema = {
+        "type": "object",
+        "properties": {"frames": {**frames, "maxItems": len(cats)}},
+        "required": ["frames"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "frames", "schema": schema}}
+    morality = {str(t): 5 for t in _token_ids('"morality')}  # push the model to repeat it
+    for seed in range(4):
+        raw = post(http, messages=CLASSIFY, max_tokens=80, temperature=1.3, seed=seed,
+                   response_format=fmt, logit_bias=morality)  # fmt: skip
+        assert raw["choices"][0]["finish_reason"] == "stop"
+        got = json.loads(raw["choices"][0]["message"]["content"])["frames"]
+        assert len(got) == len(set(got)) <= len(cats) and set(got) <= set(cats)
+        assert got == sorted(got, key=cats.index)  # an ordered subset
+    bounded = {**schema, "properties": {"frames": {**frames, "minItems": 1, "maxItems": 2}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "frames", "schema": bounded}}
+    for seed in range(3):
+        raw = post(http, messages=CLASSIFY, max_tokens=80, temperature=1.3, seed=seed,
+                   response_format=fmt)  # fmt: skip
+        got = json.loads(raw["choices"][0]["message"]["content"])["frames"]
+        assert 1 <= len(got) <= 2 and len(got) == len(set(got))
+    free = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": free}}
+    r = http.post("/chat/completions", json={"model": "smollm2", "messages": MSG,
+                                             "response_format": fmt})  # fmt: skip
+    assert r.status_code == 400 and "uniqueItems" in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "unsupported_schema"
+
+
+# legacy completions and /tokenize ----------------------------------------------------------
+
+
+def test_tokenize_renders_messages_as_chat_evaluates_them(
+    http: httpx.Client, serve_url: str
+) -> None:
+    base = serve_url.removesuffix("/v1")
+    tok = httpx.post(f"{base}/tokenize", json={"model": "smollm2", "messages": CLASSIFY}).json()
+    chat = post(http, messages=CLASSIFY, max_tokens=1, temperature=0)
+    assert tok["count"] == len(tok["tokens"]) == chat["usage"]["prompt_tokens"]
+    assert tok["max_model_len"] == 8192
+    plain = httpx.post(f"{base}/tokenize", json={"prompt": " agree", "add_special_tokens": False})
+    assert plain.json()["tokens"] == _token_ids(" agree")
+    bad = httpx.post(f"{base}/tokenize", json={"prompt": "x", "messages": CLASSIFY})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
+
+
+def test_completions_echo_logprobs_and_prompt_logprobs(client: OpenAI, serve_url: str) -> None:
+    base = serve_url.removesuffix("/v1")
+    prompt = httpx.post(f"{base}/tokenize", json={"messages": CLASSIFY}).json()["tokens"]
+    labels = [prompt + _token_ids(v) for v in ("positive", " negative", " neutral")]
+    done = client.completions.create(
+        model="smollm2", prompt=labels, echo=True, logprobs=2, max_tokens=0,
+        extra_body={"prompt_logprobs": 1},
+    )  # fmt: skip
+    assert [c.index for c in done.choices] == [0, 1, 2]
+    assert done.usage is not None and done.usage.prompt_tokens == sum(map(len, labels))
+    for choice, seq in zip(done.choices, labels, strict=True):
+        lp = choice.logprobs
+        assert lp is not None and lp.token_logprobs is not None and lp.top_logprobs is not None
+        assert len(lp.tokens or []) == len(seq) and lp.token_logprobs[0] is None
+        assert all(x <= 0 for x in lp.token_logprobs[1:])  # type: ignore[operator]
+        assert all(1 <= len(t) <= 3 for t in lp.top_logprobs[1:])
+        assert choice.text == "".join(lp.tokens or []) and choice.finish_reason == "length"
+        vllm = choice.model_extra["prompt_logprobs"]  # type: ignore[index]
+        assert vllm[0] is None and len(vllm) == len(seq)
+        for pos in range(1, len(seq)):
+            entry = vllm[pos][str(seq[pos])]
+            assert entry["logprob"] == lp.token_logprobs[pos] and entry["rank"] >= 1
+    # the shared prompt scores the same in every choice, and again from the cache
+    again = client.completions.create(model="smollm2", prompt=labels[1], echo=True, logprobs=0,
+                                      max_tokens=0)  # fmt: skip
+    first = again.choices[0].logprobs.token_logprobs  # type: ignore[union-attr]
+    assert first == pytest.approx(done.choices[1].logprobs.token_logprobs, abs=1e-6)  # type: ignore[union-attr]
+
+
+def test_completions_generate_and_refuse(client: OpenAI, http: httpx.Client) -> None:
+    done = client.completions.create(model="smollm2", prompt="The capital of France is",
+                                     max_tokens=4, temperature=0, logprobs=2)  # fmt: skip
+    choice = done.choices[0]
+    assert choice.finish_reason in ("stop", "length") and choice.text
+    assert choice.logprobs is not None and len(choice.logprobs.tokens or []) <= 4
+    for body, param in [
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "stream": True}, "stream"),
+        ({"prompt": [], "echo": True}, "prompt"),
+        ({"prompt": "x", "logprobs": 21}, "logprobs"),
+    ]:
+        r = http.post("/completions", json={"model": "smollm2", **body})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text

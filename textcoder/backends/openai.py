@@ -9,6 +9,7 @@ import os
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,16 @@ import openai
 from .._exceptions import BackendError, RequestError, UsageError
 from .._version import __version__
 from ..retry import RetryPolicy
-from .base import Backend, Capabilities, Completion, CompletionParams, Message, TokenLogprob
+from .base import (
+    Backend,
+    Capabilities,
+    Completion,
+    CompletionParams,
+    ContinuationRequest,
+    ContinuationScores,
+    Message,
+    TokenLogprob,
+)
 from .capabilities import probe_server
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -145,9 +155,10 @@ class OpenAIBackend(Backend):
         self, json_schema: bool = False, retry: RetryPolicy | None = None
     ) -> Capabilities:
         """Ask the server (see `capabilities.probe`), retried as coding requests are."""
-        return await probe_server(
+        found = await probe_server(
             self._post, self._root, self.model, json_schema=json_schema, retry=retry
         )
+        return replace(found, continuations=await self._exact_http().supported(retry))
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
         body: dict[str, Any] = {
@@ -166,12 +177,13 @@ class OpenAIBackend(Backend):
         body.update(params.extra)
         return completion_from_json(await self._post(body))
 
-    async def _post(self, body: dict[str, Any]) -> Any:
-        """POST a chat completion request; the answer's JSON, or the error as ours."""
+    async def _post(self, body: dict[str, Any], url: str | None = None) -> Any:
+        """POST a chat completion request (or `body` to another route of the server); the
+        answer's JSON, or the error as ours."""
         try:
             session = self.session
             async with session.post(
-                self._chat_url, data=json.dumps(body).encode(), proxy=self._proxy
+                url or self._chat_url, data=json.dumps(body).encode(), proxy=self._proxy
             ) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
@@ -197,6 +209,18 @@ class OpenAIBackend(Backend):
             raise BackendError(
                 f"the server's answer is not JSON: {raw[:200]!r}", status=status
             ) from None
+
+    def _exact_http(self) -> Any:
+        """Exact scoring over HTTP (vLLM, textcoder serve): see `openai_exact`."""
+        from .openai_exact import ExactOverHTTP
+
+        if "_exact" not in self.__dict__:
+            self.__dict__["_exact"] = ExactOverHTTP(self)
+        return self.__dict__["_exact"]
+
+    async def score_continuations(self, request: ContinuationRequest) -> ContinuationScores:
+        scores: ContinuationScores = await self._exact_http().score(request)
+        return scores
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

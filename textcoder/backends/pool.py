@@ -11,14 +11,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
 
 from .._exceptions import BackendError, UsageError
 from ..retry import RetryPolicy, is_retryable
-from .base import Backend, Capabilities, Completion, CompletionParams, Message
+from .base import (
+    Backend,
+    Capabilities,
+    Completion,
+    CompletionParams,
+    ContinuationRequest,
+    ContinuationScores,
+    Message,
+)
 from .capabilities import probe_server
 from .openai import OpenAIBackend
 
@@ -120,9 +128,16 @@ class ServerPool(Backend):
     async def probe(
         self, json_schema: bool = False, retry: RetryPolicy | None = None
     ) -> Capabilities:
-        return await probe_server(
+        found = await probe_server(
             self._post, "the servers", self.model, json_schema=json_schema, retry=retry
         )
+        exact: bool = await self._route(lambda b: b._exact_http().supported(retry))
+        return replace(found, continuations=exact)
+
+    async def score_continuations(self, request: ContinuationRequest) -> ContinuationScores:
+        """Exact scoring over HTTP on the least busy live server."""
+        scores: ContinuationScores = await self._route(lambda b: b.score_continuations(request))
+        return scores
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
         answer: Completion = await self._route(lambda b: b.complete(messages, params))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -45,6 +46,13 @@ def register(sub: Any) -> None:
         default=None,
         help="largest request body accepted (default 4 MiB; larger gets a 413)",
     )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=3.0,
+        help="seconds requests in flight may finish after SIGTERM or Ctrl-C before they are "
+        "cancelled (default 3)",
+    )
     p.set_defaults(func=run)
 
 
@@ -56,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         )
     import uvicorn
 
-    from ..backends.local import LocalEngine
+    from ..backends.llama import LocalEngine
     from ..models import resolve_model
     from ..server import DEFAULT_MAX_BODY, ServerConfig, create_app
 
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         max_body_bytes=args.max_request_bytes or DEFAULT_MAX_BODY,
         threads=threads if args.parallel > 1 else None,
+        shutdown_grace=args.shutdown_grace,
     )
     app = create_app(engines, config)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -80,5 +89,18 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=max(0.1, args.shutdown_grace),
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()  # SIGTERM, Ctrl-C: grace for requests in flight, then they are cancelled
+    if not app.state.server.pool.close(timeout=1.0):
+        os._exit(130)  # an engine is still inside llama.cpp: do not tear the model down under it
     return 0

@@ -1,5 +1,7 @@
-"""`textcoder serve`: OpenAI's Chat Completions API over the embedded engine."""
+"""`textcoder serve`: OpenAI's Chat Completions (and legacy Completions) API over the
+embedded engine, through the same generation path as `LocalBackend`."""
 
-from .app import DEFAULT_MAX_BODY, ServerConfig, create_app
+from .app import create_app
+from .state import DEFAULT_MAX_BODY, ServerConfig
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerConfig", "create_app"]

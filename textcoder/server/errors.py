@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from .._exceptions import RequestError
+
 
 class APIError(Exception):
     """An error to send to the client as OpenAI would."""
@@ -59,3 +61,14 @@ def unsupported(feature: str, param: str) -> APIError:
         param=param,
         code="unsupported_parameter",
     )
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """What the client sees of an error raised while answering: a refused request is a 400
+    naming its field, anything else a 500."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, RequestError):
+        param = getattr(exc, "param", None) or "messages"
+        return APIError(400, str(exc), param=param, code=getattr(exc, "code", None))
+    return APIError(500, f"generation failed: {exc}", type="server_error")

@@ -55,6 +55,76 @@ class ChatRequest(BaseModel):
     response_format: dict[str, Any] | None = None
 
 
+class CompletionRequest(BaseModel):
+    """The fields of legacy `POST /v1/completions` this server reads, with vLLM's
+    `prompt_logprobs`; `max_tokens` 0 is allowed with `echo` (score the prompt only)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]
+    )
+    max_tokens: Annotated[int, Field(ge=0)] = 16
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    seed: Annotated[int, Field(ge=-INT64, lt=INT64)] | None = None
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+    stream: bool | None = None
+    echo: bool | None = None
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    prompt_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    suffix: str | None = None
+    best_of: Annotated[int, Field(ge=1)] | None = None
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's `POST /tokenize`: a `prompt`, or chat `messages` rendered by the chat template."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str | None = None
+    prompt: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    add_generation_prompt: bool = True
+    add_special_tokens: bool | None = None
+
+
+def parse_completion_request(body: bytes) -> CompletionRequest:
+    """A legacy Completions request, or an APIError 400 naming the first wrong field."""
+    try:
+        req = CompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    if req.stream:
+        raise bad_request("stream is not supported on /v1/completions by this server", "stream")
+    if req.suffix:
+        raise unsupported("suffixes (insertion)", "suffix")
+    if req.best_of is not None and req.best_of != (req.n or 1):
+        raise bad_request("best_of must equal n on this server", "best_of")
+    if req.max_tokens == 0 and not req.echo:
+        raise bad_request("max_tokens 0 is allowed only with echo (score the prompt)", "max_tokens")
+    if isinstance(req.stop, list) and any(s == "" for s in req.stop):
+        raise bad_request("stop sequences must not be empty", "stop")
+    return req
+
+
+def parse_tokenize_request(body: bytes) -> TokenizeRequest:
+    """A /tokenize request: exactly one of `prompt` and `messages`."""
+    try:
+        req = TokenizeRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    if (req.prompt is None) == (req.messages is None):
+        raise bad_request("give exactly one of prompt and messages", "prompt")
+    return req
+
+
 #: fields whose features this server does not offer: (field, what to call them)
 UNSUPPORTED = {
     "tools": "tools",
@@ -93,9 +163,9 @@ def parse_request(body: bytes) -> ChatRequest:
     return req
 
 
-def template_messages(req: ChatRequest) -> list[dict[str, str]]:
+def template_messages(req: ChatRequest | TokenizeRequest) -> list[dict[str, str]]:
     """The messages as the chat template takes them: role and text (developer -> system)."""
-    return [_message(m, i) for i, m in enumerate(req.messages)]
+    return [_message(m, i) for i, m in enumerate(req.messages or [])]
 
 
 def _message(m: ChatMessage, i: int) -> dict[str, str]:

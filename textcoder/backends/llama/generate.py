@@ -10,18 +10,15 @@ position: before temperature, top_p, logit_bias, penalties and the grammar mask.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._exceptions import RequestError
-from .local import LocalEngine
-
-#: OpenAI's floor for a logprob ("-9999.0 if not within the top 20")
-LOGPROB_FLOOR = -9999.0
+from ..._exceptions import RequestError
+from .engine import LOGPROB_FLOOR, LocalEngine, log_softmax
+from .grammar import Grammar
 
 
 @dataclass(frozen=True)
@@ -74,83 +71,10 @@ class Cancelled(Exception):
     """The client went away; the request stops at the next token."""
 
 
-class GrammarError(ValueError):
-    """A GBNF grammar llama.cpp could not parse."""
-
-
-class Grammar:
-    """A llama.cpp grammar sampler used only as a mask: which tokens may come next."""
-
-    def __init__(self, engine: LocalEngine, gbnf: str) -> None:
-        import llama_cpp
-
-        self._llama_cpp = llama_cpp
-        self._ptr = llama_cpp.llama_sampler_init_grammar(
-            engine.llm._model.vocab, gbnf.encode("utf-8"), b"root"
-        )
-        if not self._ptr:
-            raise GrammarError("llama.cpp could not parse the grammar")
-        n = engine.n_vocab
-        self._ids = np.arange(n, dtype=np.intc)
-        self._data = np.recarray(
-            (n,),
-            dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True),
-        )
-        self._arr = llama_cpp.llama_token_data_array(
-            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
-            size=n,
-            selected=-1,
-            sorted=False,
-        )
-
-    def mask(self, logits: np.ndarray) -> np.ndarray:
-        """`logits` with every token the grammar forbids here set to -inf."""
-        n = len(self._ids)
-        self._data.id[:] = self._ids
-        self._data.logit[:] = 0.0
-        self._data.p[:] = 0.0
-        self._arr.size = n
-        self._arr.selected = -1
-        self._arr.sorted = False
-        self._llama_cpp.llama_sampler_apply(self._ptr, ctypes.byref(self._arr))
-        size = int(self._arr.size)
-        banned = np.zeros(n, dtype=bool)
-        ids = np.asarray(self._data["id"][:size])
-        banned[ids[~np.isfinite(np.asarray(self._data["logit"][:size]))]] = True
-        if size < n:  # tokens dropped from the array are forbidden too
-            kept = np.zeros(n, dtype=bool)
-            kept[ids] = True
-            banned |= ~kept
-        out = logits.copy()
-        out[banned] = -np.inf
-        return out
-
-    def accept(self, token: int) -> None:
-        self._llama_cpp.llama_sampler_accept(self._ptr, token)
-
-    def close(self) -> None:
-        if getattr(self, "_ptr", None):
-            self._llama_cpp.llama_sampler_free(self._ptr)
-            self._ptr = None
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def check_grammar(engine: LocalEngine, gbnf: str) -> None:
-    """Raise GrammarError if llama.cpp cannot parse `gbnf` (before a request starts)."""
-    Grammar(engine, gbnf).close()
-
-
 def choice_rngs(seed: int | None, n: int) -> list[np.random.Generator]:
     """One generator per choice: they differ, and the same seed reproduces the whole set."""
     entropy = None if seed is None else seed & 0xFFFF_FFFF_FFFF_FFFF
     return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(n)]
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max()
-    return z - np.log(np.exp(z).sum())  # type: ignore[no-any-return]
 
 
 class _Releaser:
@@ -226,7 +150,10 @@ def generate_choices(
     emit: Callable[[Event], None],
     cancel: threading.Event | None = None,
 ) -> int:
-    """Generate `n` choices after `prompt`, reporting each as events; the cached prompt tokens."""
+    """Generate `n` choices after `prompt`, reporting each as events; the cached prompt tokens.
+
+    `cancel` set (the client went away, the server is stopping) raises Cancelled at the next
+    token."""
     rngs = choice_rngs(seed, n)
     cached_first = 0
     with cache.engine.lock:
@@ -235,6 +162,55 @@ def generate_choices(
             if index == 0:
                 cached_first = cached
     return cached_first
+
+
+def top_logprobs(
+    engine: LocalEngine, logp: np.ndarray, k: int
+) -> tuple[tuple[int, bytes, float], ...]:
+    """The k most likely tokens at a position, most likely first (ties by token id)."""
+    if k <= 0:
+        return ()
+    idx = np.argpartition(-logp, k)[:k]
+    idx = idx[np.lexsort((idx, -logp[idx]))]
+    return tuple((int(i), engine.piece(int(i)), max(float(logp[i]), LOGPROB_FLOOR)) for i in idx)
+
+
+class _Sampler:
+    """One choice's sampling state: penalties' counts, the grammar, the seeded generator."""
+
+    def __init__(self, engine: LocalEngine, params: SamplingParams, rng: np.random.Generator):
+        self.params = params
+        self.rng = rng
+        self.counts: dict[int, int] = {}
+        self.grammar = Grammar(engine, params.grammar) if params.grammar else None
+        self.bias_ids = np.fromiter(params.logit_bias.keys(), dtype=np.int64)
+        self.bias_vals = np.fromiter(params.logit_bias.values(), dtype=np.float64)
+
+    def next(self, logits: np.ndarray) -> int | None:
+        """The next token: biased, penalised, masked by the grammar, then drawn (None: the
+        grammar allows nothing, which should not happen since it allows the end)."""
+        p = self.params
+        work = logits.copy()
+        if len(self.bias_ids):
+            work[self.bias_ids] += self.bias_vals
+        if self.counts and (p.presence_penalty or p.frequency_penalty):
+            ids = np.fromiter(self.counts.keys(), dtype=np.int64)
+            c = np.fromiter(self.counts.values(), dtype=np.float64)
+            work[ids] -= c * p.frequency_penalty + p.presence_penalty
+        if self.grammar is not None:
+            work = self.grammar.mask(work)
+            if not np.isfinite(work).any():
+                return None
+        return _sample(work, p.temperature, p.top_p, self.rng)
+
+    def accept(self, token: int) -> None:
+        self.counts[token] = self.counts.get(token, 0) + 1
+        if self.grammar is not None:
+            self.grammar.accept(token)
+
+    def close(self) -> None:
+        if self.grammar is not None:
+            self.grammar.close()
 
 
 def _one_choice(
@@ -250,47 +226,22 @@ def _one_choice(
         raise Cancelled
     engine = cache.engine
     logits, cached = cache.eval(prompt)
-    grammar = Grammar(engine, params.grammar) if params.grammar else None
+    sampler = _Sampler(engine, params, rng)
     releaser = _Releaser(params.stop)
-    counts: dict[int, int] = {}
-    bias_ids = np.fromiter(params.logit_bias.keys(), dtype=np.int64)
-    bias_vals = np.fromiter(params.logit_bias.values(), dtype=np.float64)
-    room = engine.n_ctx - len(prompt)
-    limit = min(params.max_tokens, room)
-    finish = "length"
-    produced = 0
+    limit = min(params.max_tokens, engine.n_ctx - len(prompt))
+    finish, produced = "length", 0
     try:
         for step in range(limit):
             if cancel is not None and cancel.is_set():
                 raise Cancelled
             logp = log_softmax(logits)
-            work = logits.copy()
-            if len(bias_ids):
-                work[bias_ids] += bias_vals
-            if counts and (params.presence_penalty or params.frequency_penalty):
-                ids = np.fromiter(counts.keys(), dtype=np.int64)
-                c = np.fromiter(counts.values(), dtype=np.float64)
-                work[ids] -= c * params.frequency_penalty + params.presence_penalty
-            if grammar is not None:
-                work = grammar.mask(work)
-                if not np.isfinite(work).any():
-                    break  # the grammar allows nothing more (should not happen: EOS is allowed)
-            tok = _sample(work, params.temperature, params.top_p, rng)
-            if engine.is_eog(tok):
-                finish = "stop"
+            tok = sampler.next(logits)
+            if tok is None or engine.is_eog(tok):
+                finish = "stop" if tok is not None else finish
                 break
-            if grammar is not None:
-                grammar.accept(tok)
-            top: tuple[tuple[int, bytes, float], ...] = ()
-            k = params.top_logprobs
-            if k > 0:
-                idx = np.argpartition(-logp, k)[:k]
-                idx = idx[np.lexsort((idx, -logp[idx]))]
-                top = tuple(
-                    (int(i), engine.piece(int(i)), max(float(logp[i]), LOGPROB_FLOOR)) for i in idx
-                )
+            sampler.accept(tok)
+            top = top_logprobs(engine, logp, params.top_logprobs)
             out = TokenOut(tok, engine.piece(tok), max(float(logp[tok]), LOGPROB_FLOOR), top)
-            counts[tok] = counts.get(tok, 0) + 1
             produced += 1
             delta, stopped = releaser.add(out)
             if delta is not None:
@@ -303,13 +254,36 @@ def _one_choice(
                 engine.llm.eval([tok])
                 logits = engine.last_logits()
     finally:
-        if grammar is not None:
-            grammar.close()
+        sampler.close()
     delta = releaser.finish()
     if delta is not None:
         emit(Delta(index, delta.text, delta.tokens))
     emit(Finished(index, finish, produced))
     return cached
+
+
+@dataclass
+class ChoiceOut:
+    """One choice, folded from its events: text, tokens, why it ended."""
+
+    text: str = ""
+    tokens: list[TokenOut] = field(default_factory=list)
+    finish_reason: str = "length"
+    completion_tokens: int = 0
+
+
+def fold(events: Sequence[Event], n: int) -> list[ChoiceOut]:
+    """The `n` choices a request's events make (what a non-streamed answer returns)."""
+    out = [ChoiceOut() for _ in range(n)]
+    for ev in events:
+        choice = out[ev.index]
+        if isinstance(ev, Delta):
+            choice.text += ev.text
+            choice.tokens.extend(ev.tokens)
+        else:
+            choice.finish_reason = ev.finish_reason
+            choice.completion_tokens = ev.completion_tokens
+    return out
 
 
 class PromptCache:
