@@ -104,10 +104,10 @@ def llama_embedder(model_path: str | Path, n_threads: int | None = None) -> Embe
 
     from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
-    from .backends.local import _quiet
+    from .backends.llama.engine import quiet
 
     threads = n_threads or os.cpu_count() or 1
-    with _quiet():
+    with quiet():
         llm = Llama(
             model_path=str(model_path),
             embedding=True,
