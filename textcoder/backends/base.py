@@ -112,6 +112,9 @@ class Capabilities:
     n: bool
     json_schema: bool | None = None  # None: not probed (only joint codebooks need it)
     continuations: bool = False
+    #: continuation scoring evaluates the shared prefix once (the local engine), so `exact`
+    #: costs a text's own tokens; over HTTP each request pays its whole prompt
+    prefix_cache: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,7 @@ ABILITIES = {
     "n": "return several choices (n)",
     "json_schema": "follow a json_schema",
     "continuations": "score continuations after a prompt (the local engine; vLLM)",
+    "prefix_cache": "keep the shared prefix evaluated between texts",
 }
 
 

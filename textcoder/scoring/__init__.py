@@ -38,8 +38,9 @@ def score_completion(completion: Completion, variable: Variable, method: str) ->
 
 
 def default_scorer(capabilities: Capabilities) -> Scorer:
-    """The best method an engine supports: `exact`, else `logprobs`, else `sample`."""
-    return next(s for s in SCORERS.values() if s.supported(capabilities))
+    """The best method that suits an engine: `exact` (where the prefix stays cached),
+    else `logprobs`, else `sample`."""
+    return next(s for s in SCORERS.values() if s.suits(capabilities))
 
 
 def supported_methods(capabilities: Capabilities) -> list[str]:

@@ -47,6 +47,8 @@ class Scorer(ABC):
     name: ClassVar[str]
     #: the `Capabilities` flags an engine must have for this method
     needs: ClassVar[tuple[str, ...]] = ()
+    #: flags besides `needs` for the method to be the default (cheap enough there)
+    default_needs: ClassVar[tuple[str, ...]] = ()
     #: extra per-variable output columns (`V_<kind>`), read from `VariableResult.extra`
     columns: ClassVar[tuple[str, ...]] = ()
     #: the calibration used when the user names none (chosen from the README's figures)
@@ -58,6 +60,11 @@ class Scorer(ABC):
     def supported(self, capabilities: Capabilities) -> bool:
         """Whether an engine with these capabilities can score this way."""
         return all(getattr(capabilities, flag) for flag in self.needs)
+
+    def suits(self, capabilities: Capabilities) -> bool:
+        """Whether this method is a good default on such an engine."""
+        flags = (*self.needs, *self.default_needs)
+        return all(getattr(capabilities, flag) for flag in flags)
 
     def params(self, settings: Settings) -> CompletionParams:
         """The parameters of this method's requests."""

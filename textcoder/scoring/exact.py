@@ -73,6 +73,8 @@ class ExactScorer(Scorer):
 
     name = "exact"
     needs = ("continuations",)
+    #: the default only where the prefix stays evaluated (over HTTP each variant pays it)
+    default_needs = ("prefix_cache",)
     probes = True
     #: whole-label scores of a small model lean to some labels; content-free corrects it best
     #: without depending on the table (README: calibration figures)

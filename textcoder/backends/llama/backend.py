@@ -52,7 +52,12 @@ class LocalBackend(Backend):
         """Logprobs, top_logprobs, n choices, json_schema (by grammar) and continuation
         scoring (with a cached prefix): all honoured."""
         return Capabilities(
-            logprobs=True, top_logprobs=True, n=True, json_schema=True, continuations=True
+            logprobs=True,
+            top_logprobs=True,
+            n=True,
+            json_schema=True,
+            continuations=True,
+            prefix_cache=True,
         )
 
     def truncate(self, text: str, around: Sequence[Message], answer_tokens: int) -> str:
