@@ -20,6 +20,7 @@ from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
 from .retry import RetryPolicy
+from .run.online import OnlineExecutor
 from .runlock import RunLock
 from .runner import Runner, RunStats
 from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
@@ -59,6 +60,7 @@ class Coder:
         tpm: float | None = None,
         truncate: bool = False,
         allow_mixed_models: bool = False,
+        batch: bool = False,
     ) -> None:
         self.codebook = (
             Codebook.from_yaml(codebook) if isinstance(codebook, str | Path) else codebook
@@ -84,6 +86,11 @@ class Coder:
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, not {concurrency}")
         self.retry = RetryPolicy(max_retries=max(0, max_retries))
+        #: batch hook (issue 16): requests go through OpenAI's Batch API (batch_coder.py), so
+        #: nothing is probed online, OpenAI's abilities are assumed, and `executor`, when set,
+        #: answers the runs' requests in place of the online executor
+        self.batch = batch
+        self.executor: Callable[[Runner], OnlineExecutor] | None = None
         #: what the engine honours (an HTTP server is asked once, where the method depends on it)
         self.capabilities = self._probe(scoring)
         self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
@@ -138,7 +145,7 @@ class Coder:
             self._lock = None
 
     def _runner(self, store: Store | None = None) -> Runner:
-        return Runner(
+        runner = Runner(
             self.codebook,
             self.backend,
             self.scoring,
@@ -155,11 +162,16 @@ class Coder:
             grace=self.timeout,
             examples=self.examples.choose if self.examples is not None else None,
         )
+        if self.executor is not None:  # batch hook (issue 16)
+            runner.executor = runner.rows.executor = self.executor(runner)
+        return runner
 
     def _probe(self, scoring: str | None) -> Capabilities:
         """What the engine honours: asked (`Backend.probe`, retried) when the choice of method
         or the requests depend on it, else what the backend knows or assumes."""
         joint = self.codebook.mode == "joint"
+        if self.batch:  # batch hook (issue 16): what OpenAI's Batch API honours, not probed
+            return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=True)
         if scoring is not None and not joint and not get_scorer(scoring).probes:
             return self.backend.capabilities()
         return run_sync(lambda: self.backend.probe(json_schema=joint, retry=self.retry))

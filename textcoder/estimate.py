@@ -43,11 +43,33 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-def price_for(model: str) -> tuple[str, tuple[float, float]] | None:
-    """The price-table entry for a model name, dated snapshots included (longest prefix)."""
+#: USD per 1M tokens through the Batch API (`textcoder code --batch`): (input, output), half
+#: the standard prices above for every model listed, checked on the same date
+BATCH_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-5": (0.625, 5.00),
+    "gpt-5.1": (0.625, 5.00),
+    "gpt-5-mini": (0.125, 1.00),
+    "gpt-5-nano": (0.025, 0.20),
+    "gpt-4o-mini": (0.075, 0.30),
+    "gpt-4o": (1.25, 5.00),
+    "gpt-4.1": (1.00, 4.00),
+    "gpt-4.1-mini": (0.20, 0.80),
+    "gpt-4.1-nano": (0.05, 0.20),
+    "gpt-4-turbo": (5.00, 15.00),
+    "gpt-3.5-turbo": (0.25, 0.75),
+    "o4-mini": (0.55, 2.20),
+    "o3": (1.00, 4.00),
+    "o3-mini": (0.55, 2.20),
+}
+
+
+def price_for(model: str, batch: bool = False) -> tuple[str, tuple[float, float]] | None:
+    """The price-table entry for a model name, dated snapshots included (longest prefix);
+    `batch`: the Batch API's price."""
+    table = BATCH_PRICES if batch else PRICES
     name = model.lower()
-    best = max((k for k in PRICES if name == k or name.startswith(k + "-")), key=len, default=None)
-    return (best, PRICES[best]) if best is not None else None
+    best = max((k for k in table if name == k or name.startswith(k + "-")), key=len, default=None)
+    return (best, table[best]) if best is not None else None
 
 
 @dataclass
@@ -64,6 +86,8 @@ class Estimate:
     max_tokens: int = 10
     price: tuple[str, tuple[float, float]] | None = None
     local: bool = False
+    #: priced at the Batch API's rate
+    batch: bool = False
 
     @property
     def max_answer_tokens(self) -> int:
@@ -90,6 +114,7 @@ class Estimate:
             "prompt_cost_usd": self.prompt_cost,
             "max_answer_cost_usd": self.max_answer_cost,
             "prices_date": PRICES_DATE if self.price else None,
+            "batch": self.batch,
         }
 
     def lines(self) -> list[str]:
@@ -110,10 +135,12 @@ class Estimate:
             key, (pin, pout) = self.price
             assert self.prompt_cost is not None and self.max_answer_cost is not None
             total = self.prompt_cost + self.max_answer_cost
+            rate = "Batch API prices" if self.batch else "prices"
+            tail = "" if self.batch else "; the Batch API halves them: --batch"
             out.append(
                 f"cost: ${self.prompt_cost:,.4f} prompt + at most ${self.max_answer_cost:,.4f} "
-                f"answers = at most ${total:,.4f} (prices of {PRICES_DATE} for {key}: "
-                f"${pin:.2f}/1M in, ${pout:.2f}/1M out; the Batch API halves them)"
+                f"answers = at most ${total:,.4f} ({rate} of {PRICES_DATE} for {key}: "
+                f"${pin:.3g}/1M in, ${pout:.3g}/1M out{tail})"
             )
         out.append("nothing was sent")
         return out
@@ -206,10 +233,12 @@ def estimate(
     text_column: str = "text",
     max_tokens: int = 10,
     local_backend: Any = None,
+    batch: bool = False,
 ) -> Estimate:
     """Count what coding `data` would send to `model` (the embedded one by default).
 
-    `local_backend`: an already loaded `LocalBackend` to count with (else one is loaded).
+    `local_backend`: an already loaded `LocalBackend` to count with (else one is loaded);
+    `batch`: price at the Batch API's rate.
     """
     columns = table_columns(data)
     if text_column not in columns:
@@ -236,7 +265,7 @@ def estimate(
         assert model is not None
         count, name, exact = _tiktoken_counter(model)
         request_tokens = _openai_request_tokens(count)
-        report = Estimate(model, name, exact, price=price_for(model))
+        report = Estimate(model, name, exact, price=price_for(model, batch), batch=batch)
     report.local = local
     report.max_tokens = max_tokens
     planner = preview_planner(codebook, max_tokens=max_tokens)

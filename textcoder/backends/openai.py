@@ -161,6 +161,10 @@ class OpenAIBackend(Backend):
         return replace(found, continuations=await self._exact_http().supported(retry))
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
+        return completion_from_json(await self._post(self.request_body(messages, params)))
+
+    def request_body(self, messages: Sequence[Message], params: CompletionParams) -> dict[str, Any]:
+        """The JSON body of one Chat Completions request (the Batch API sends the same)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),
@@ -175,7 +179,7 @@ class OpenAIBackend(Backend):
         if params.n != 1:
             body["n"] = params.n
         body.update(params.extra)
-        return completion_from_json(await self._post(body))
+        return body
 
     async def _post(self, body: dict[str, Any], url: str | None = None) -> Any:
         """POST a chat completion request (or `body` to another route of the server); the

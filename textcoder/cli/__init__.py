@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "annotate": "human coding in the browser: a blind sample for several coders, and export",
     "infer": "prevalence and regressions corrected with human codes (model, human, PPI, DSL)",
     "robustness": "re-code a sample under prompt variants and report how codes move",
+    "batches": "list the Batch API batches of a store, or cancel those in flight",
 }
 
 

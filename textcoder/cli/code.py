@@ -18,7 +18,7 @@ from ..runlock import RunLock
 from ..scoring import METHODS
 from ..store import default_store_path
 from ..tables import check_output, default_output, read_table
-from . import evaluate
+from . import batch_code, evaluate
 from .options import add_codebook_option, add_model_options
 
 
@@ -83,6 +83,7 @@ def register(sub: Any) -> None:
         help="with several --base-url: allow servers that serve different models",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    batch_code.add_options(p)  # batch hook (issue 16)
     p.set_defaults(func=run)
 
 
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for path, what in ((out, "output"), (store, "store")):
         if not path.parent.is_dir():
             raise UsageError(f"{path}: the {what}'s folder {path.parent} does not exist")
+    batch_code.check(args, store)  # batch hook (issue 16)
     with RunLock(store):  # before anything is sent: a second live run stops here
         return _run(args, book, out, store)
 
@@ -118,6 +120,8 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
 
     for note in coder.notes:
         warn(note)
+    if args.batch:  # batch hook (issue 16): plan, submit or re-attach, wait, collect, write
+        return batch_code.run(args, coder, out, store, warn)
     try:
         coder.code_file(
             args.data,
@@ -198,6 +202,7 @@ def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
         fresh=args.fresh,
         truncate=args.truncate,
         allow_mixed_models=args.allow_mixed_models,
+        batch=args.batch,
     )
 
 

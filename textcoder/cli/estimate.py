@@ -25,13 +25,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--text-column", default="text", help="the column holding the texts")
     p.add_argument("--max-tokens", type=int, default=10, help="answer length limit (default 10)")
+    p.add_argument(
+        "--batch", action="store_true", help="price at the Batch API's rate (code --batch)"
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     book = Codebook.from_yaml(args.codebook)
-    report = estimate(args.data, book, args.model, args.text_column, args.max_tokens)
+    report = estimate(
+        args.data, book, args.model, args.text_column, args.max_tokens, batch=args.batch
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
