@@ -370,3 +370,30 @@ def test_a_joint_codebook_sends_one_request_a_row(tmp_path: Path) -> None:
         keys = bs.keys_of(batch.id)
     assert len(keys) == rows * 3  # one request serves the three variables' store keys
     assert len(read(tmp_path / "out.csv")) == rows
+
+
+def test_progress_shows_request_counts_statuses_and_time_waited() -> None:
+    import io
+
+    from textcoder.batch_store import BatchRecord
+    from textcoder.run.batch_progress import BatchProgress
+
+    def rec(status: str, completed: int, failed: int) -> BatchRecord:
+        return BatchRecord(
+            "b1", "f1", "r", "", status, 10, completed, failed, None, None, 0, 0, False
+        )
+
+    out = io.StringIO()
+    progress = BatchProgress("lines", stream=out, clock=iter([0.0, 5.0, 70.0, 4000.0]).__next__)
+    progress.update([rec("in_progress", 3, 1)])
+    progress.update([rec("in_progress", 3, 1)])  # nothing changed: no new line
+    progress.update([rec("completed", 9, 1)])
+    assert out.getvalue().splitlines() == [
+        "textcoder: batch: 4/10 requests, 1 in_progress, 1 failed, waited 5s",
+        "textcoder: batch: 10/10 requests, 1 completed, 1 failed, waited 1h06m",
+    ]
+    bar = io.StringIO()
+    progress = BatchProgress("bar", stream=bar, clock=iter([0.0, 5.0]).__next__)
+    progress.update([rec("in_progress", 3, 1)])
+    progress.close()
+    assert "4/10 requests" in bar.getvalue() and "1 in_progress" in bar.getvalue()

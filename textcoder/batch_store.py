@@ -190,12 +190,6 @@ class BatchStore:
         ).fetchall()
         return [(str(f), str(u)) for f, u in rows]
 
-    def file_requests(self, file_id: str) -> int:
-        row = self.db.execute(
-            "SELECT requests FROM batch_files WHERE file_id = ?", (file_id,)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
     def keys_of(self, batch_id: str) -> list[tuple[str, str, str]]:
         """(custom_id, row id, store key) of every request a batch holds."""
         rows = self.db.execute(
@@ -291,16 +285,6 @@ class BatchStore:
             (custom_id,),
         ).fetchone()
         return str(row[0]) if row else None
-
-    def in_flight_ids(self) -> set[str]:
-        """Every custom_id in a batch not yet read back (or in a file whose batch is unknown)."""
-        rows = self.db.execute(
-            "SELECT DISTINCT r.custom_id FROM batch_requests r"
-            " JOIN batch_files f ON f.file_id = r.file_id"
-            " LEFT JOIN batches b ON b.batch_id = f.batch_id"
-            " WHERE b.batch_id IS NULL OR b.collected = 0"
-        ).fetchall()
-        return {str(r[0]) for r in rows}
 
     # answers ----------------------------------------------------------------------------------
 

@@ -56,7 +56,13 @@ class BatchProgress:
                 from tqdm import tqdm
 
                 self._bar = tqdm(
-                    total=total, unit="req", desc="batch", file=self.stream, dynamic_ncols=True
+                    total=total,
+                    desc="batch",
+                    file=self.stream,
+                    dynamic_ncols=True,
+                    # tqdm's own rate and ETA would time the polls, not the batch
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} requests"
+                    " [{postfix}]",
                 )
             self._bar.total = total
             self._bar.n = done
