@@ -309,7 +309,8 @@ def test_exact_over_http_equals_local_exact(
         "examples:\n  - text: Spend more on parks!\n    codes: {stance: strongly agree}\n"
     )
     out = tmp_path / "coded.csv"
-    args = ["-c", str(book_file), "-o", str(out), "--scoring", "exact", "--quiet"]
+    args = ["-c", str(book_file), "-o", str(out), "--scoring", "exact", "--calibrate", "none"]
+    args += ["--quiet"]
     proc = textcoder("code", str(data), *args, "--base-url", serve_url, "-m", "smollm2")
     assert proc.returncode == 0, proc.stderr
     coded = pd.read_csv(out)
