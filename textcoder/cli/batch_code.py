@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +60,7 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
     """Submit (or re-attach), wait, collect and write the output as `textcoder code` does."""
     from ..batch_coder import code_file_batch
     from . import evaluate
+    from .manifest import write_manifest
 
     try:
         outcome = code_file_batch(
@@ -96,18 +96,7 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             file=sys.stderr,
         )
         return 0
-    manifest = coder.manifest(
-        input={
-            "path": str(args.data),
-            "text_column": args.text_column,
-            "id_column": args.id_column,
-        },
-        output=str(out),
-        store=str(store),
-        batch=outcome.manifest(),
-    )
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    _, manifest_path = write_manifest(coder, args, out, store, batch=outcome.manifest())
     stats = outcome.stats
     if not args.quiet:
         print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ..scoring import METHODS
 from ..store import default_store_path
 from ..tables import check_output, default_output, read_table
 from . import batch_code, evaluate
+from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options
 
 
@@ -143,17 +143,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
         return 130
     finally:
         coder.close()
-    manifest = coder.manifest(
-        input={
-            "path": str(args.data),
-            "text_column": args.text_column,
-            "id_column": args.id_column,
-        },
-        output=str(out),
-        store=str(store),
-    )
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    manifest, manifest_path = write_manifest(coder, args, out, store)
     stats = coder.last_stats
     failed = stats.failed if stats else 0
     permanent = stats.failed_permanent if stats else 0
