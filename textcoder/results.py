@@ -154,8 +154,7 @@ class OrderedChunks:
     def finish(self) -> None:
         """Check that every row of the table was emitted; a table with no rows is emitted
         as its header with the coded columns."""
-        rest = [c for c in self._chunks if len(c)] if not self._waiting else [None]
-        if self._waiting or self._done or rest:
+        if self._waiting or self._done or any(len(c) for c in self._chunks):
             raise RuntimeError(f"only {self.rows} rows of the table have their results")
         if self.rows == 0 and self._empty is not None:
             self._emit(with_codes(self._empty, self.codebook, [], self.extra))

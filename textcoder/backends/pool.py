@@ -81,6 +81,8 @@ class ServerPool(Backend):
         self.allow_mixed_models = allow_mixed_models
         self.clock = clock
         self.width = len(self.servers)
+        #: the last passing failure, for the error when every server is down
+        self._last: BackendError | None = None
         #: requests in flight per server at most (`--concurrency`)
         self.per_server = self.default_concurrency
 
@@ -194,8 +196,7 @@ class ServerPool(Backend):
         server.down_until = self.clock() + wait
 
     def _all_down(self) -> BackendError:
-        last = getattr(self, "_last", None)
-        why = f": {last}" if last is not None else ""
+        why = f": {self._last}" if self._last is not None else ""
         return BackendError(f"every server is down{why}", transient=True)
 
     async def aclose(self) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import DataError, UsageError
+from .options import add_codebook_option, add_table_options
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -17,10 +18,9 @@ def register(sub: Any) -> None:
         "annotate", help="human coding in the browser: blind coders, agreement, export"
     )
     p.add_argument("sample", help="the table to code (a coded table works; its codes stay hidden)")
-    p.add_argument("--codebook", "-c", required=True, help="the codebook YAML file")
+    add_codebook_option(p)
     p.add_argument("--coders", help="the coders' names, e.g. alice,bob (each gets a URL)")
-    p.add_argument("--text-column", default="text", help="the column holding the texts")
-    p.add_argument("--id-column", help="a column that identifies rows (default: the row number)")
+    add_table_options(p)
     p.add_argument(
         "--store", help="the SQLite file keeping the codes (default: SAMPLE.annotate.sqlite)"
     )

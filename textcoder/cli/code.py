@@ -19,7 +19,7 @@ from ..store import default_store_path
 from ..tables import check_output, default_output, read_table
 from . import batch_code, evaluate
 from .manifest import write_manifest
-from .options import add_codebook_option, add_model_options
+from .options import add_codebook_option, add_model_options, add_table_options
 
 
 def register(sub: Any) -> None:
@@ -27,8 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("data", help="the table to code: CSV, TSV, JSONL, Parquet or Excel")
     add_codebook_option(p)
     p.add_argument("-o", "--output", help="the coded table (default: DATA's stem + .coded)")
-    p.add_argument("--text-column", default="text", help="the column holding the texts")
-    p.add_argument("--id-column", help="a column that identifies rows (default: the row number)")
+    add_table_options(p)
     add_model_options(p)
     p.add_argument("--scoring", choices=METHODS, help="how probabilities are read (see README)")
     p.add_argument("--concurrency", type=int, help="requests in flight (default: 1 local, 16 HTTP)")

@@ -23,5 +23,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "openai"], help="force an engine")
 
 
+def add_table_options(p: argparse.ArgumentParser) -> None:
+    """--text-column, --id-column: where a table's texts and row ids are."""
+    p.add_argument("--text-column", default="text", help="the column holding the texts")
+    p.add_argument("--id-column", help="a column that identifies rows (default: the row number)")
+
+
 def add_codebook_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook", "-c", required=True, help="the codebook YAML file")

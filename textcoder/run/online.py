@@ -38,10 +38,7 @@ class OnlineExecutor:
             answers.append(answer)
             one = self._usage(answer)
             self.stats.count(one)
-            usage.model = usage.model or one.model
-            usage.system_fingerprint = usage.system_fingerprint or one.system_fingerprint
-            usage.prompt_tokens += one.prompt_tokens
-            usage.completion_tokens += one.completion_tokens
+            usage.add(one)
         return answers, usage
 
     async def _send(self, request: Request) -> Answer:

@@ -148,9 +148,7 @@ class RowCoder:
             for var in unit.variables:
                 res, usage = await self._answer(self.planner.variable_unit(text, var), text)
                 out.update(res)
-                total.prompt_tokens += usage.prompt_tokens
-                total.completion_tokens += usage.completion_tokens
-                total.model = total.model or usage.model
+                total.add(usage)
             return out, total
         except TextcoderError as exc:
             return self._failed(unit, exc), Usage()

@@ -21,6 +21,13 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def add(self, other: Usage) -> None:
+        """Fold another request's usage in (the first model and fingerprint are kept)."""
+        self.model = self.model or other.model
+        self.system_fingerprint = self.system_fingerprint or other.system_fingerprint
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
 
 @dataclass
 class RunStats:
