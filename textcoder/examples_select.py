@@ -102,14 +102,15 @@ def llama_embedder(model_path: str | Path, n_threads: int | None = None) -> Embe
     per file and process: the variants of a robustness check share it)."""
     import os
 
-    from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+    from llama_cpp import LLAMA_POOLING_TYPE_MEAN
 
     from .backends.llama.engine import quiet
+    from .backends.llama.load import load_llama
 
     threads = n_threads or os.cpu_count() or 1
     with quiet():
-        llm = Llama(
-            model_path=str(model_path),
+        llm = load_llama(
+            str(model_path),
             embedding=True,
             pooling_type=LLAMA_POOLING_TYPE_MEAN,
             n_ctx=512,

@@ -148,13 +148,13 @@ class LocalEngine:
 
 
 def _load(model: LocalModel, n_ctx: int, n_threads: int | None) -> Any:
-    from llama_cpp import Llama
+    from .load import load_llama
 
     threads = n_threads or os.cpu_count() or 1
     try:
         with quiet():
-            return Llama(
-                model_path=str(model.path),
+            return load_llama(
+                str(model.path),
                 n_ctx=n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,
