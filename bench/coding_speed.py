@@ -312,11 +312,11 @@ def method_llama_cpp_python(
 ) -> Method:
     """(b) the seed's way: one create_chat_completion with top_logprobs=20 per text; `cold`:
     the model's state is reset first, so nothing of the previous prompt is reused."""
-    from llama_cpp import Llama
+    from textcoder.backends.llama.load import load_llama
 
     with quiet_stderr():
-        llm = Llama(
-            model_path=model_path,
+        llm = load_llama(
+            model_path,
             n_ctx=N_CTX,
             n_threads=threads,
             n_threads_batch=threads,

@@ -60,11 +60,11 @@ _REF: dict[Path, object] = {}
 
 
 def _reference(model_path: Path):  # type: ignore[no-untyped-def]
-    from llama_cpp import Llama
+    from textcoder.backends.llama.load import load_llama
 
     if model_path not in _REF:
-        llm = Llama(
-            model_path=str(model_path),
+        llm = load_llama(
+            str(model_path),
             n_ctx=512,
             logits_all=True,
             n_threads=2,

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "infer": "prevalence and regressions corrected with human codes (model, human, PPI, DSL)",
     "robustness": "re-code a sample under prompt variants and report how codes move",
     "batches": "list the Batch API batches of a store, or cancel those in flight",
+    "doctor": "check the install: versions, CPU features, and one text coded",
 }
 
 

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..backends.llama import LocalEngine
+    from ..backends.llama.selfcheck import checked_scorer
     from ..models import resolve_model
     from ..server import DEFAULT_MAX_BODY, ServerConfig, create_app
 
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--parallel must be at least 1")
     threads = args.threads or os.cpu_count() or 1
     engines = [LocalEngine(info, n_ctx=args.n_ctx, n_threads=threads) for _ in range(args.parallel)]
+    checked_scorer(engines[0])  # refuses a llama-cpp-python build that scores wrongly
     names = args.served_model_name or [info.name]
     config = ServerConfig(
         served_names=names,

@@ -27,6 +27,7 @@ from .engine import LocalEngine
 from .exact import ContinuationScores, ExactScorer
 from .generate import Event, PromptCache, TokenOut, fold, generate_choices
 from .request import ChatParams, prepare
+from .selfcheck import checked_scorer
 
 
 class LocalBackend(Backend):
@@ -42,7 +43,8 @@ class LocalBackend(Backend):
         self.engine = LocalEngine(self.info, n_ctx=n_ctx, n_threads=n_threads)
         #: evaluates prompts after the cached prefix, the same way cold or warm
         self.prompts = PromptCache(self.engine)
-        self._exact: ExactScorer | None = None
+        #: made now: its start-up check refuses a llama-cpp-python that would score wrongly
+        self._exact: ExactScorer | None = checked_scorer(self.engine)
 
     @property
     def model(self) -> str:
