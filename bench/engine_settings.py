@@ -27,9 +27,9 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coding_speed import TWEETS, books_near  # noqa: E402
+from coding_speed import TWEETS, books_near
 
-from textcoder.backends.llama import LocalBackend  # noqa: E402
+from textcoder.backends.llama import LocalBackend
 
 TARGETS = (56, 2004)
 SIZES = (80, 10)
@@ -87,9 +87,11 @@ def main() -> int:
         folder = Path(tmp)
         books = write_inputs(folder)
         print(f"load {os.getloadavg()[0]:.2f} at start; median of {args.repeats} runs")
-        print("| build (interpreter) | extra bufts | " + " | ".join(
-            f"s/text, {n} tok | ratio" for _, n in books
-        ) + " |")
+        print(
+            "| build (interpreter) | extra bufts | "
+            + " | ".join(f"s/text, {n} tok | ratio" for _, n in books)
+            + " |"
+        )
         base: dict[int, float] = {}
         for python, extra in configs:
             cells = []
@@ -100,8 +102,9 @@ def main() -> int:
                     continue
                 base.setdefault(n_tok, got)
                 cells += [f"{got:.4f}", f"{got / base[n_tok]:.2f}x"]
-            print(f"| {python} | {'on' if extra else 'off'} | " + " | ".join(cells) + " |",
-                  flush=True)
+            print(
+                f"| {python} | {'on' if extra else 'off'} | " + " | ".join(cells) + " |", flush=True
+            )
     return 0
 
 

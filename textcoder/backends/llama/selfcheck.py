@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Protocol
 
-from ..._exceptions import ModelError
 import numpy as np
 
+from ..._exceptions import ModelError
 from ..base import Message
 from .engine import LocalEngine, log_softmax
 from .exact import ExactScorer
@@ -78,10 +78,10 @@ class EnginePaths:
                         row = np.ctypeslib.as_array(ptr, shape=(engine.n_vocab,))
                         total += float(log_softmax(row)[tok])
                     out.append(total)
-                    batch.close()
+                    batch.close()  # type: ignore[no-untyped-call]
                 return out
             finally:
-                ctx.close()
+                ctx.close()  # type: ignore[no-untyped-call]
 
 
 def supported_range() -> str:
