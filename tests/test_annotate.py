@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -93,10 +94,10 @@ class AnnotateProcess:
         path = "/admin" if who == "" else f"/coder/{who}"
         return f"{self.base}{path}?token={self.tokens[who]}"
 
-    def client(self, who: str) -> httpx.Client:
+    def client(self, who: str) -> CoderClient:
         """A client holding `who`'s token as the browser would (the cookie), not following
-        redirects."""
-        return httpx.Client(base_url=self.base, cookies={"textcoder_token": self.tokens[who]})
+        redirects, that sends the form token of `who`'s page with its forms."""
+        return CoderClient(who, base_url=self.base, cookies={"textcoder_token": self.tokens[who]})
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -115,6 +116,30 @@ class AnnotateProcess:
     ) -> None:
         self.stop()
         self._log.unlink(missing_ok=True)
+
+
+class CoderClient(httpx.Client):
+    """An HTTP client that posts forms as the coder's page does: with the page's form token
+    (read once from the coder's first page) unless the form names its own."""
+
+    def __init__(self, who: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.who = who
+        self._csrf: str | None = None
+
+    def csrf(self) -> str:
+        if self._csrf is None:
+            page = self.get(f"/coder/{self.who}/1").text
+            found = re.search(r'name="csrf" value="([^"]*)"', page)
+            self._csrf = found.group(1) if found else ""
+        return self._csrf
+
+    def post(
+        self, url: str, *, data: dict[str, object] | None = None, **kw: object
+    ) -> httpx.Response:  # type: ignore[override]
+        if data is not None and "csrf" not in data:
+            data = {**data, "csrf": self.csrf()}
+        return super().post(url, data=data, **kw)  # type: ignore[arg-type]
 
 
 def coded_sample(path: Path, n: int = 8) -> Path:
@@ -507,3 +532,126 @@ def test_several_variables_multi_label_and_ordinal(tmp_path: Path) -> None:
     assert codes.loc[item, "tone_by_a"] == "very negative"
     assert codes.loc[item, "frames_human"] == "" and codes.loc[item, "frames_tie"] == "True"
     assert codes.loc[item, "topic_human"] == "economy" and codes.loc[item, "topic_tie"] == "False"
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_forged_posts_from_another_origin_are_refused(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    item = item_at(alice, "alice", 1)
+    good = {"item": item, "v:sentiment": "negative", "note": "FORGED", "action": "save"}
+    forged = (
+        {"sec-fetch-site": "same-site"},  # another port of 127.0.0.1
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "http://127.0.0.1:9999"},
+        {"origin": "null"},
+    )
+    for headers in forged:
+        r = alice.post("/coder/alice/1", data=good, headers=headers)
+        assert r.status_code == 403, headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+    # the form token: missing, wrong, or another coder's
+    bob_csrf = served.client("bob").csrf()
+    for token in ("", "0" * 64, bob_csrf):
+        assert alice.post("/coder/alice/1", data={**good, "csrf": token}).status_code == 403
+    # only the content type the page sends
+    body = "item=" + item + "&v:sentiment=negative&action=save&csrf=" + alice.csrf()
+    for kind in ("text/plain", "multipart/form-data; boundary=x", "application/json", None):
+        headers = {"content-type": kind} if kind else {}
+        r = alice.post("/coder/alice/1", content=body.encode(), headers=headers)
+        assert r.status_code == 415, kind
+    page = alice.get("/coder/alice/1").text
+    assert " checked" not in page and "FORGED" not in page  # nothing of them was saved
+    same = {"sec-fetch-site": "same-origin", "origin": served.base}
+    r = alice.post("/coder/alice/1", data=good, headers=same)
+    assert r.status_code == 204
+    assert 'value="negative" checked' in alice.get("/coder/alice/1").text
+
+
+def test_an_empty_or_wrong_token_in_the_url_keeps_the_cookie(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    for query, status in (("?token=", 303), (f"?token={served.tokens['bob']}", 403)):
+        for path in ("/coder/alice", "/coder/alice/3"):
+            r = alice.get(path + query)
+            assert r.status_code == status, (path, query)
+            assert "set-cookie" not in r.headers, (path, query)
+    assert alice.get("/coder/alice/3").status_code == 200  # still signed in
+    r = httpx.get(served.url("alice"))
+    assert r.status_code == 303 and "textcoder_token=" in r.headers["set-cookie"]
+    assert "HttpOnly" in r.headers["set-cookie"] and "token=" not in r.headers["location"]
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_store_and_its_companions_are_owner_only_after_a_kill(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=4)
+    book = Codebook.from_yaml(BOOK)
+    loose = tmp_path / "loose.sqlite"  # an existing store left readable by everyone
+    open_annotation(sample, book, ["a"], store_path=loose, id_column="id").store.close()
+    for name in (loose, tmp_path / "loose.sqlite-wal"):
+        name.touch()
+        name.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        for store in (tmp_path / "new.sqlite", loose):
+            args = (str(sample), "-c", str(BOOK), "--coders", "a", "--id-column", "id")
+            with AnnotateProcess(*args, "--store", str(store)) as s:
+                c = s.client("a")
+                for pos in range(1, 5):
+                    r = post(c, "a", pos, item_at(c, "a", pos), v_sentiment="neutral")
+                    assert r.status_code == 204
+                s.stop(kill=True)  # SIGKILL: the WAL is never checkpointed away
+            wal, shm = (store.with_name(store.name + x) for x in ("-wal", "-shm"))
+            assert wal.stat().st_size > 0 and shm.exists()
+            assert s.tokens["a"].encode() in wal.read_bytes() + store.read_bytes()
+            assert [mode(p) for p in (store, wal, shm)] == [0o600] * 3, store
+    finally:
+        os.umask(old)
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_oversize_bodies_are_refused_without_being_held(served: AnnotateProcess) -> None:
+    assert served.proc is not None
+    pid = served.proc.pid
+    alice = served.client("alice")
+    item = item_at(alice, "alice", 1)
+    assert post(alice, "alice", 1, item, v_sentiment="neutral").status_code == 204  # warm
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak RSS starts again from here
+    before = rss_kb(pid, "VmRSS")
+    sent = 0
+
+    def chunks():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        block = b"note=" + b"x" * (1 << 20)
+        for _ in range(200):  # up to 200 MB, chunked (no Content-Length)
+            sent += len(block)
+            yield block
+
+    r = alice.post("/coder/alice/1", content=chunks(), headers={"content-type": FORM})
+    assert r.status_code == 413 and r.headers["x-content-type-options"] == "nosniff"
+    peak = rss_kb(pid, "VmHWM")
+    print(f"server RSS {before} kB before, peak {peak} kB; {sent >> 20} MB offered")
+    assert peak - before < 8 * 1024, (before, peak, sent)
+    head = (  # a Content-Length past the limit is refused before any of the body is read
+        f"POST /coder/alice/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
+        f"Cookie: textcoder_token={served.tokens['alice']}\r\nContent-Length: 9999999\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as conn:
+        conn.sendall(head.encode())
+        assert conn.recv(64).startswith(b"HTTP/1.1 413 ")
+    # more fields than a form holds: a clear 400 with the usual headers, not a 500
+    many = "&".join(f"f{i}=1" for i in range(1001)) + f"&item={item}&csrf={alice.csrf()}"
+    r = alice.post("/coder/alice/1", content=many.encode(), headers={"content-type": FORM})
+    assert r.status_code == 400 and "1000 fields" in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert post(alice, "alice", 1, item, v_sentiment="neutral", unsure="0").status_code == 204
+    assert 'name="unsure" value="1">' in alice.get("/coder/alice/1").text  # 0 is not unsure

@@ -22,23 +22,23 @@ from starlette.responses import Response
 from .forms import FormError, Posted, parse_body, posted
 from .pages import render
 from .project import Annotation
+from .security import (
+    CSRF_FIELD,
+    HEADERS,
+    Refused,
+    check_form_token,
+    check_form_type,
+    check_origin,
+    form_token,
+    read_limited,
+)
 from .store import DONE, SKIPPED, Save
 from .summary import LiveSummary, Summary, summarise
 
 COOKIE = "textcoder_token"
 PAGE_WAIT = 5.0  # seconds the admin page waits for fresh figures, else shows the last ones
 JSON_WAIT = 120.0
-MAX_BODY = 256 * 1024
 STATIC = {"annotate.js": "text/javascript", "annotate.css": "text/css"}
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 class Forbidden(Exception):
@@ -67,9 +67,22 @@ def create_app(project: Annotation) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
+        try:
+            check_origin(request)
+        except Refused as exc:
+            return PlainTextResponse(f"{exc.status}: {exc}", exc.status, headers=HEADERS)
         response: Response = await call_next(request)
         response.headers.update(HEADERS)
         return response
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return PlainTextResponse(f"{exc.status}: {exc}", exc.status)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # answered outside the middleware above, so the headers are set here
+        return PlainTextResponse("500: internal error", 500, headers=HEADERS)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
@@ -100,13 +113,17 @@ def create_app(project: Annotation) -> FastAPI:
 
 
 def _enter(request: Request, path: str) -> Response | None:
-    """A first visit with `?token=`: keep the token in a cookie for this page's path and
-    reload without it, so it leaves the address bar and the history."""
+    """A visit with `?token=`: reload without it, so it leaves the address bar (the browser's
+    history may still hold the link). A token that opened the page (`require` ran first) is
+    kept in a cookie for this page's path; an empty one leaves the cookie as it is."""
     token = request.query_params.get("token")
     if token is None:
         return None
     response = RedirectResponse(request.url.path, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=90 * 86400, path=path, httponly=True, samesite="lax")
+    if token:
+        response.set_cookie(
+            COOKIE, token, max_age=90 * 86400, path=path, httponly=True, samesite="lax"
+        )
     return response
 
 
@@ -138,12 +155,10 @@ def _coder_routes(app: FastAPI, project: Annotation) -> None:
         order = project.assignment[name]
         if not 1 <= pos <= len(order):
             return PlainTextResponse("404: no such text", 404)
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
-        form = posted(project.book, parse_body(body))
+        check_form_type(request)
+        fields = parse_body(await read_limited(request))
+        check_form_token(project.tokens[name], fields.get(CSRF_FIELD, [""])[0])
+        form = posted(project.book, fields)
         if form.item != order[pos - 1]:
             return PlainTextResponse("409: the page is out of date; reload it", 409)
         return await run_in_threadpool(commit, project, name, pos, form)
@@ -220,6 +235,7 @@ def page_context(project: Annotation, name: str, pos: int, missing: bool) -> dic
         "status": state.status,
         "single": len(book.variables) == 1 and not book.variables[0].multi,
         "missing": missing,
+        "csrf": form_token(project.tokens[name]),
     }
 
 

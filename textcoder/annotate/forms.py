@@ -10,6 +10,8 @@ from ..codebook import Codebook
 
 ACTIONS = ("next", "skip", "back", "save")
 MAX_NOTE = 10_000
+MAX_FIELDS = 1000
+FLAGS = {"1": True, "on": True, "true": True, "0": False, "off": False, "false": False, "": False}
 FIELD = "v:"  # a variable's field is `v:NAME`
 
 
@@ -32,7 +34,10 @@ def parse_body(body: bytes) -> dict[str, list[str]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise FormError("the form is not UTF-8") from None
-    return parse_qs(text, keep_blank_values=True, max_num_fields=1000)
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:  # more fields than MAX_FIELDS
+        raise FormError(f"a form holds at most {MAX_FIELDS} fields") from None
 
 
 def posted(book: Codebook, form: dict[str, list[str]]) -> Posted:
@@ -68,8 +73,18 @@ def posted(book: Codebook, form: dict[str, list[str]]) -> Posted:
     note = _one(form, "note", None)
     if note is not None and len(note) > MAX_NOTE:
         raise FormError(f"a note holds at most {MAX_NOTE} characters")
-    unsure = None if "note" not in form and "unsure" not in form else bool(form.get("unsure"))
-    return Posted(action, item, codes, note, unsure)
+    return Posted(action, item, codes, note, _unsure(form))
+
+
+def _unsure(form: dict[str, list[str]]) -> bool | None:
+    """The `unsure` mark: None when the form carries neither it nor the note (an unchecked
+    box is not sent, so a form with the note and no mark clears it)."""
+    if "note" not in form and "unsure" not in form:
+        return None
+    value = (_one(form, "unsure", "") or "").strip().lower()
+    if value not in FLAGS:
+        raise FormError(f"unsure must be 1 or 0, not {value!r}")
+    return FLAGS[value]
 
 
 def _one(form: dict[str, list[str]], key: str, default: str | None) -> str | None:

@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS items (
 DONE = "done"
 SKIPPED = "skipped"
 TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
+TABLES = frozenset({"meta", "coders", "codes", "items"})
+COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
+OWNER_ONLY = 0o600
 
 
 def new_token() -> str:
@@ -55,6 +58,32 @@ def default_store_path(sample: str | Path) -> Path:
     """`SAMPLE.annotate.sqlite` beside the sample."""
     p = Path(sample)
     return p.with_name(p.name + ".annotate.sqlite")
+
+
+def restrict(path: Path) -> None:
+    """Make the store and SQLite's companion files readable by their owner only: existing
+    files are tightened, a new store is created 0600, and SQLite gives the `-wal` and `-shm`
+    it creates later the store's own mode."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot create the store: {exc.strerror}") from None
+    for name in (path, *(path.with_name(path.name + s) for s in COMPANIONS)):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, OWNER_ONLY)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DataError(f"{name}: cannot make it readable by its owner only: {exc}") from None
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {str(r[0]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -83,18 +112,23 @@ class HumanStore:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise DataError(f"{self.path}: the folder {self.path.parent} does not exist")
-        new = not self.path.exists()
+        restrict(self.path)  # it holds the coders' tokens
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+            foreign = _tables(self._db) - TABLES
+            if foreign:
+                self._db.close()
+                raise DataError(
+                    f"{self.path}: not an annotation store (it holds the tables "
+                    f"{', '.join(sorted(foreign))}); give --store a new file"
+                )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{self.path}: not an annotation store: {exc}") from None
-        if new:
-            os.chmod(self.path, 0o600)  # it holds the coders' tokens
         self._lock = threading.Lock()
 
     def close(self) -> None:
