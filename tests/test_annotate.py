@@ -5,6 +5,7 @@ scikit-learn on fixed codes."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -655,3 +656,39 @@ def test_oversize_bodies_are_refused_without_being_held(served: AnnotateProcess)
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
     assert post(alice, "alice", 1, item, v_sentiment="neutral", unsure="0").status_code == 204
     assert 'name="unsure" value="1">' in alice.get("/coder/alice/1").text  # 0 is not unsure
+
+
+def test_formulas_in_notes_are_defused_in_spreadsheet_exports(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    notes = ['=HYPERLINK("http://x.test","click")', "+1", "-2", "@SUM(A1)", "plain = text"]
+    items = []
+    for pos, note in enumerate(notes, start=1):
+        items.append(item_at(alice, "alice", pos))
+        assert (
+            post(alice, "alice", pos, items[-1], v_sentiment="negative", note=note).status_code
+            == 204
+        )
+    csv = served.client("").get("/admin/export.csv").text
+    got = pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False).set_index("id")
+    expect = ["'" + n for n in notes[:4]] + [notes[4]]
+    assert [got.loc[i, "note_by_alice"] for i in items] == expect
+    assert got.loc[items[0], "sentiment_by_alice"] == "negative"  # codes and ids as they are
+    sample, store = Path(served.args[0]), served.args[served.args.index("--store") + 1]
+    for name, defused in (("codes.csv", True), ("codes.jsonl", False)):
+        out = sample.with_name(name)
+        proc = textcoder(
+            "annotate",
+            *served.args[:3],
+            "--id-column",
+            "id",
+            "--store",
+            store,
+            "--export",
+            str(out),
+        )
+        assert proc.returncode == 0, proc.stderr
+        frame = (
+            pd.read_csv(out, dtype=str) if defused else pd.read_json(out, lines=True, dtype=False)
+        )
+        first = frame.set_index("id").loc[items[0], "note_by_alice"]
+        assert first == ("'" if defused else "") + notes[0], name

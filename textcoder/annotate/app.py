@@ -272,9 +272,10 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
     @app.get("/admin/export.csv")
     def export_csv(request: Request) -> Response:
         require(project, request, "")
-        from .export import export_frame
+        from .export import export_frame, for_spreadsheet
 
         frame = export_frame(project.book, project.sample, project.store)
+        frame = for_spreadsheet(frame, project.book, project.sample, project.store.coders())
         return Response(
             frame.to_csv(index=False),
             media_type="text/csv",

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace, book: Any) -> int:
     from ..annotate import default_store_path, export_frame, open_annotation
-    from ..tables import check_output, write_table
+    from ..annotate.export import SPREADSHEET_FORMATS, for_spreadsheet
+    from ..tables import check_output, table_format, write_table
 
     check_output(args.sample, args.export)
     store = Path(args.store) if args.store else default_store_path(args.sample)
@@ -87,8 +88,10 @@ def export(args: argparse.Namespace, book: Any) -> int:
         id_column=args.id_column,
     )
     frame = export_frame(book, project.sample, project.store)
-    write_table(frame, args.export)
     coders = project.store.coders()
+    if table_format(args.export) in SPREADSHEET_FORMATS:
+        frame = for_spreadsheet(frame, book, project.sample, coders)
+    write_table(frame, args.export)
     print(
         f"textcoder annotate: wrote {len(frame)} rows with the codes of "
         f"{len(coders)} coder(s) ({', '.join(coders) or 'none yet'}) to {args.export}"
