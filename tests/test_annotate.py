@@ -692,3 +692,70 @@ def test_formulas_in_notes_are_defused_in_spreadsheet_exports(served: AnnotatePr
         )
         first = frame.set_index("id").loc[items[0], "note_by_alice"]
         assert first == ("'" if defused else "") + notes[0], name
+
+
+def test_an_edited_sample_is_refused_by_id_and_a_reordered_one_accepted(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=6)
+    store = tmp_path / "codes.sqlite"
+    args = (str(sample), "-c", str(BOOK), "--id-column", "id", "--store", str(store))
+    with AnnotateProcess(*args, "--coders", "a,b", "--overlap", "0.5") as s:
+        a = s.client("a")
+        first = item_at(a, "a", 1)
+        assert post(a, "a", 1, first, v_sentiment="positive", action="next").status_code == 303
+        mine = [item_at(a, "a", p) for p in range(1, 5)]
+    df = pd.read_csv(sample, dtype=str)
+    df.iloc[::-1].to_csv(sample, index=False)  # the same rows, reordered
+    with AnnotateProcess(*args, "--coders", "a,b", "--overlap", "0.5") as s:
+        a = s.client("a")
+        assert [item_at(a, "a", p) for p in range(1, 5)] == mine  # the same texts, same order
+        assert 'value="positive" checked' in a.get("/coder/a/1").text
+    edited = df.copy()
+    edited.loc[edited["id"].isin(["t2", "t4"]), "text"] = "EDITED: I hate everything about this."
+    edited.to_csv(sample, index=False)
+    out = tmp_path / "codes.csv"
+    for extra in (("--coders", "a,b", "--overlap", "0.5"), ("--export", str(out))):
+        proc = textcoder("annotate", *args, *extra)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "the text of ids 't2', 't4'" in proc.stderr and "changed" in proc.stderr
+        assert "token=" not in proc.stdout
+    assert not out.exists()
+    df.drop(index=[0]).to_csv(sample, index=False)  # a row gone
+    proc = textcoder("annotate", *args, "--export", str(out))
+    assert proc.returncode == 1 and "made for another sample" in proc.stderr
+    assert "id 't0' not in it" in proc.stderr
+
+
+def test_settings_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=4)
+    store = tmp_path / "codes.sqlite"
+    base = ("annotate", str(sample), "-c", str(BOOK), "--coders", "a,b", "--store", str(store))
+    for bad, says in (
+        (("--overlap", "1.5"), "--overlap must be between 0 and 1"),
+        (("--overlap", "nan"), "--overlap must be between 0 and 1, not nan"),
+        (("--seed", "-1"), "--seed must be 0 or more"),
+        (("--resamples", "0"), "--resamples must be 1 or more"),
+        (("--resamples", "-5"), "--resamples must be 1 or more"),
+        (("--port", "70000"), "between 1 and 65535"),
+    ):
+        proc = textcoder(*base, *bad)
+        assert proc.returncode in (1, 2) and says in proc.stderr, (bad, proc.stderr)
+        assert "Traceback" not in proc.stderr and "token=" not in proc.stdout
+        assert not store.exists(), bad
+    with socket.socket() as busy:  # a port in use: refused before any link is printed
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        proc = textcoder(*base, "--port", str(busy.getsockname()[1]))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot listen on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr
+    assert "token=" not in proc.stdout and not store.exists()
+    import sqlite3
+
+    other = tmp_path / "coded.sqlite"  # another program's SQLite file
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, value TEXT)")
+    proc = textcoder(*base[:-1], str(other), "--port", str(free_port()))
+    assert proc.returncode == 1 and "not an annotation store" in proc.stderr
+    assert "answers" in proc.stderr and "token=" not in proc.stdout
+    with sqlite3.connect(other) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"answers"}  # nothing added to it
