@@ -41,9 +41,9 @@ class AnnotateProcess:
     """`python -m textcoder annotate ARGS --port P` until the `with` block ends; the coders'
     tokens read from the URLs it prints."""
 
-    def __init__(self, *args: str, startup_timeout: float = 60.0) -> None:
+    def __init__(self, *args: str, startup_timeout: float = 60.0, port: int = 0) -> None:
         self.args = list(args)
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
