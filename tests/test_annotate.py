@@ -759,3 +759,29 @@ def test_settings_are_checked_before_anything_is_written(tmp_path: Path) -> None
     with sqlite3.connect(other) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"answers"}  # nothing added to it
+
+
+def test_admin_page_counts_shared_texts_and_shows_notes_and_ties(served: AnnotateProcess) -> None:
+    alice, bob = served.client("alice"), served.client("bob")
+    where = {item_at(bob, "bob", p): p for p in range(1, 9)}
+    items = []
+    for pos, code in zip((1, 2, 3), ("positive", "negative", "neutral"), strict=True):
+        items.append(item_at(alice, "alice", pos))
+        assert (
+            post(alice, "alice", pos, items[-1], v_sentiment=code, action="next").status_code == 303
+        )
+    one, two = items[0], items[1]  # bob differs on one, agrees on two, leaves the third
+    r = post(bob, "bob", where[one], one, v_sentiment="negative", note="SARCASM?", unsure="1")
+    assert r.status_code == 204
+    assert post(bob, "bob", where[two], two, v_sentiment="negative").status_code == 204
+    admin = served.client("")
+    summary = admin.get("/admin/summary.json").json()
+    majority = next(m for m in summary["model"] if m["against"] == "majority")
+    assert majority["n"] == 1  # the one text two coders agree on; not the tie, not the third
+    assert summary["ties"] == {"sentiment": 1}
+    page = admin.get("/admin").text
+    assert "<b>1</b> text tied" in page
+    row = page[page.index('id="disagreements"') :]
+    assert "SARCASM?" in row and "unsure: bob" in row
+    kappa = re.search(r'<td class="num kappa([^"]*)"[^>]*>[^<]*<small>\(n=(\d+)\)', page)
+    assert kappa is not None and kappa.groups() == (" few", "2")  # n shown, greyed out

@@ -170,11 +170,16 @@ def test_keys_walk_through_several_variables(tmp_path: Path) -> None:
     with AnnotateProcess(*args, "--store", str(store), "--resamples", "10") as server:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=exe, headless=True, args=list(ARGS))
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             watch(page, server.base, problems)
             page.goto(server.url("ann"))
             page.wait_for_selector("#codeform")
             item = page.get_attribute("input[name=item]", "value")
+            tops = page.eval_on_selector_all(
+                "fieldset.ordinal label.choice",
+                "els => els.map(e => e.getBoundingClientRect().top)",
+            )
+            assert len(tops) == 5 and len(set(tops)) == 1  # the scale on one row, in order
             assert page.get_attribute("fieldset.current", "data-variable") == "topic"
             page.keyboard.press("2")  # economy, then tone is highlighted
             assert page.get_attribute("fieldset.current", "data-variable") == "tone"

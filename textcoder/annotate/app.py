@@ -33,7 +33,7 @@ from .security import (
     read_limited,
 )
 from .store import DONE, SKIPPED, Save
-from .summary import LiveSummary, Summary, summarise
+from .summary import MIN_TEXTS, LiveSummary, Summary, summarise
 
 COOKIE = "textcoder_token"
 PAGE_WAIT = 5.0  # seconds the admin page waits for fresh figures, else shows the last ones
@@ -266,7 +266,14 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
         if entered is not None:
             return entered
         summary, fresh = live.get(wait=PAGE_WAIT)
-        context = {"book": project.book, "s": summary, "fresh": fresh, "error": live.error}
+        context = {
+            "book": project.book,
+            "s": summary,
+            "fresh": fresh,
+            "error": live.error,
+            "min_texts": MIN_TEXTS,
+            "few": lambda n: " few" if n < MIN_TEXTS else "",
+        }
         return HTMLResponse(render("admin.html", context))
 
     @app.get("/admin/export.csv")

@@ -16,13 +16,14 @@ from ..evaluate.columns import label_column
 from .agreement import Estimate, Reliability, majority, reliability
 from .export import coder_codes
 from .sample import Sample
-from .store import DONE, SKIPPED, HumanStore
+from .store import DONE, SKIPPED, HumanStore, ItemState
 
 if TYPE_CHECKING:
     from ..evaluate.metrics import Sample as EvalSample
 
 MODEL_METRICS = ("accuracy", "macro_f1", "cohen_kappa", "krippendorff_alpha")
 MAJORITY = "majority"
+MIN_TEXTS = 10  # figures on fewer texts are shown greyed out: too few to read much into
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Disagreement:
     item: str
     text: str
     codes: dict[str, dict[str, str]]  # variable -> coder -> code, where coders differ
+    notes: dict[str, str]  # coder -> note, for the coders who wrote one
+    unsure: list[str]  # the coders who marked the text unsure
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Summary:
     reliability: list[Reliability]
     model: list[ModelAgreement]
     disagreements: list[Disagreement]
+    ties: dict[str, int]  # variable -> texts whose majority code is a tie (V_human empty)
 
 
 def summarise(
@@ -98,7 +102,21 @@ def summarise(
         if not v.multi and label_column(v.name) in sample.frame.columns
         for m in model_agreement(book, v, sample, by_var[v.name], coders, resamples, seed)
     ]
-    return Summary(coders, progress, rel, model, disagreements(book, sample, by_var, coders))
+    return Summary(
+        coders,
+        progress,
+        rel,
+        model,
+        disagreements(book, sample, by_var, coders, states),
+        {v.name: tied(v, by_var[v.name], coders, sample.ids) for v in book.variables},
+    )
+
+
+def tied(var: Variable, codes: dict[str, dict[str, str]], coders: list[str], ids: list[str]) -> int:
+    """How many texts the coders tie on (their majority code is empty in the export)."""
+    return sum(
+        majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[1] for i in ids
+    )
 
 
 def model_agreement(
@@ -117,9 +135,8 @@ def model_agreement(
     from ..evaluate.bootstrap import bootstrap
 
     golds = {c: [codes.get(c, {}).get(i, "") for i in sample.ids] for c in coders}
-    golds[MAJORITY] = [
-        majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[0] for i in sample.ids
-    ]
+    given = [[codes[c][i] for c in coders if i in codes.get(c, {})] for i in sample.ids]
+    golds[MAJORITY] = [majority(var, g)[0] if len(g) >= 2 else "" for g in given]
     gold_col = "\x00gold"  # a name no table column has
     out = []
     for against, gold in golds.items():
@@ -165,9 +182,14 @@ def _estimate(value: float, ci: tuple[float, float] | None) -> Estimate:
 
 
 def disagreements(
-    book: Codebook, sample: Sample, by_var: dict[str, dict[str, dict[str, str]]], coders: list[str]
+    book: Codebook,
+    sample: Sample,
+    by_var: dict[str, dict[str, dict[str, str]]],
+    coders: list[str],
+    states: dict[str, dict[str, ItemState]],
 ) -> list[Disagreement]:
-    """The texts where two coders gave one variable different codes, in sample order."""
+    """The texts where two coders gave one variable different codes, in sample order, with
+    the coders' notes and unsure marks on them."""
     out = []
     for item in sample.ids:
         differ: dict[str, dict[str, str]] = {}
@@ -178,7 +200,10 @@ def disagreements(
             if len(set(given.values())) > 1:
                 differ[var.name] = given
         if differ:
-            out.append(Disagreement(item, sample.text(item), differ))
+            marks = {c: states.get(c, {}).get(item, ItemState()) for c in coders}
+            notes = {c: m.note for c, m in marks.items() if m.note}
+            unsure = [c for c, m in marks.items() if m.unsure]
+            out.append(Disagreement(item, sample.text(item), differ, notes, unsure))
     return out
 
 
