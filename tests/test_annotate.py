@@ -785,3 +785,26 @@ def test_admin_page_counts_shared_texts_and_shows_notes_and_ties(served: Annotat
     assert "SARCASM?" in row and "unsure: bob" in row
     kappa = re.search(r'<td class="num kappa([^"]*)"[^>]*>[^<]*<small>\(n=(\d+)\)', page)
     assert kappa is not None and kappa.groups() == (" few", "2")  # n shown, greyed out
+    # the admin resolves the tie: the export's majority code is theirs, the tie still marked
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page)
+    assert csrf is not None
+    form = {"item": one, "variable": "sentiment", "code": "neutral", "csrf": csrf.group(1)}
+    assert admin.post("/admin/resolve", data={**form, "csrf": ""}).status_code == 403
+    assert admin.post("/admin/resolve", data={**form, "code": "angry"}).status_code == 400
+    assert alice.post("/admin/resolve", data=form).status_code == 403  # a coder cannot
+    r = admin.post("/admin/resolve", data=form)
+    assert r.status_code == 303 and r.headers["location"] == "/admin#disagreements"
+    summary = admin.get("/admin/summary.json").json()
+    assert summary["resolved"] == {"sentiment": 1}
+    assert next(m for m in summary["model"] if m["against"] == "majority")["n"] == 2
+    csv = admin.get("/admin/export.csv").text
+    got = pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False).set_index("id")
+    assert (got.loc[one, "sentiment_human"], got.loc[one, "sentiment_tie"]) == ("neutral", "True")
+    assert "<option selected>neutral</option>" in admin.get("/admin").text
+    store = served.args[served.args.index("--store") + 1]
+    out = Path(store).with_name("codes.csv")
+    proc = textcoder(
+        "annotate", *served.args[:3], "--id-column", "id", "--store", store, "--export", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sentiment: 1 text(s) tied, 0 of them unresolved" in proc.stdout

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from .forms import FormError, Posted, parse_body, posted
+from .forms import FormError, Posted, parse_body, posted, resolution
 from .pages import render
 from .project import Annotation
 from .security import (
@@ -272,9 +272,21 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
             "fresh": fresh,
             "error": live.error,
             "min_texts": MIN_TEXTS,
+            "csrf": form_token(project.tokens[""]),
+            "one_category": {v.name: v.labels for v in project.book.variables if not v.multi},
             "few": lambda n: " few" if n < MIN_TEXTS else "",
         }
         return HTMLResponse(render("admin.html", context))
+
+    @app.post("/admin/resolve")
+    async def resolve(request: Request) -> Response:
+        require(project, request, "")
+        check_form_type(request)
+        fields = parse_body(await read_limited(request))
+        check_form_token(project.tokens[""], fields.get(CSRF_FIELD, [""])[0])
+        item, variable, code = resolution(project.book, project.sample, fields)
+        await run_in_threadpool(project.store.resolve, item, variable, code)
+        return RedirectResponse("/admin#disagreements", status_code=303)
 
     @app.get("/admin/export.csv")
     def export_csv(request: Request) -> Response:

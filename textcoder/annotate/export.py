@@ -1,5 +1,6 @@
 """The human codes as a table: every sample row, with each coder's codes, the majority code and
-whether the coders tied, per variable, then each coder's notes and `unsure` marks.
+whether the coders tied, per variable, then each coder's notes and `unsure` marks. Where the
+coders tied, the majority code is the admin's resolution, if any (the tie stays marked).
 
 For spreadsheets (CSV, TSV, Excel) a cell that a spreadsheet would run as a formula gets a
 leading `'` (OWASP's rule), except the ids and codes, which must join back unchanged.
@@ -48,6 +49,7 @@ def human_columns(book: Codebook, sample: Sample, store: HumanStore) -> dict[str
     coders = store.coders()
     codes = store.all_codes()
     states = store.all_states()
+    resolutions = store.resolutions()
     cols: dict[str, list[object]] = {}
     for var in book.variables:
         by = coder_codes(var, codes.get(var.name, {}), states)
@@ -55,9 +57,10 @@ def human_columns(book: Codebook, sample: Sample, store: HumanStore) -> dict[str
             mine = by.get(coder, {})
             cols[coder_column(var.name, coder)] = [mine.get(i, "") for i in sample.ids]
         human, tie = [], []
+        resolved = resolutions.get(var.name, {})
         for item in sample.ids:
             code, tied = majority(var, [by[c][item] for c in coders if item in by.get(c, {})])
-            human.append(code)
+            human.append(resolved.get(item, "") if tied else code)
             tie.append(tied)
         cols[human_column(var.name)] = list(human)
         cols[tie_column(var.name)] = list(tie)

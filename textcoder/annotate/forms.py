@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from ..codebook import Codebook
+from .sample import Sample
 
 ACTIONS = ("next", "skip", "back", "save")
 MAX_NOTE = 10_000
@@ -94,3 +95,22 @@ def _one(form: dict[str, list[str]], key: str, default: str | None) -> str | Non
     if len(values) > 1:
         raise FormError(f"field {key!r} given {len(values)} times")
     return values[0]
+
+
+def resolution(book: Codebook, sample: Sample, form: dict[str, list[str]]) -> tuple[str, str, str]:
+    """The admin's code for a tied text: (text id, variable, category label, or '' to take
+    a resolution back); `FormError` for a text, variable or category the project lacks."""
+    item = _one(form, "item", "") or ""
+    if item not in sample.rows:
+        raise FormError(f"no text {item!r} in the sample")
+    name = _one(form, "variable", "") or ""
+    var = next((v for v in book.variables if v.name == name and not v.multi), None)
+    if var is None:
+        raise FormError(f"{name!r} is not a variable taking one category")
+    code = (_one(form, "code", "") or "").strip()
+    if not code:
+        return item, name, ""
+    cat = var.find(code)
+    if cat is None:
+        raise FormError(f"{code!r} is not a category of {name!r} ({', '.join(var.labels)})")
+    return item, name, cat.label

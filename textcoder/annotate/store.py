@@ -39,12 +39,20 @@ CREATE TABLE IF NOT EXISTS items (
     note TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL,
     PRIMARY KEY (coder, item)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resolved (
+    item TEXT NOT NULL, variable TEXT NOT NULL, value TEXT NOT NULL, updated TEXT NOT NULL,
+    PRIMARY KEY (item, variable)
+) WITHOUT ROWID;
 """
 
+_NEW_REVISION = (  # after every change, so what is computed on the codes is redone
+    "INSERT INTO meta VALUES ('revision', '1') ON CONFLICT(key) "
+    "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+)
 DONE = "done"
 SKIPPED = "skipped"
 TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
-TABLES = frozenset({"meta", "coders", "codes", "items"})
+TABLES = frozenset({"meta", "coders", "codes", "items", "resolved"})
 COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
 OWNER_ONLY = 0o600
 
@@ -201,10 +209,7 @@ class HumanStore:
                 "ON CONFLICT(coder, item) DO UPDATE SET updated = excluded.updated",
                 (coder, item, now),
             )
-            db.execute(
-                "INSERT INTO meta VALUES ('revision', '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-            )
+            db.execute(_NEW_REVISION)
             marks: tuple[tuple[str, str | int | None], ...] = (
                 ("status", save.status),
                 ("note", save.note),
@@ -216,6 +221,27 @@ class HumanStore:
                         f"UPDATE items SET {column} = ? WHERE coder = ? AND item = ?",
                         (mark, coder, item),
                     )
+
+    def resolve(self, item: str, variable: str, value: str) -> None:
+        """Keep the admin's code for a text the coders tied on ('' takes it back)."""
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        with self._write() as db:
+            if value:
+                db.execute(
+                    "INSERT INTO resolved VALUES (?, ?, ?, ?) ON CONFLICT(item, variable) "
+                    "DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                    (item, variable, value, now),
+                )
+            else:
+                db.execute("DELETE FROM resolved WHERE item = ? AND variable = ?", (item, variable))
+            db.execute(_NEW_REVISION)
+
+    def resolutions(self) -> dict[str, dict[str, str]]:
+        """The admin's codes for tied texts: variable -> text -> code."""
+        out: dict[str, dict[str, str]] = {}
+        for item, variable, value in self._read("SELECT item, variable, value FROM resolved"):
+            out.setdefault(str(variable), {})[str(item)] = str(value)
+        return out
 
     def codes_of(self, coder: str, item: str) -> dict[str, str]:
         """One coder's codes for one text, by variable."""

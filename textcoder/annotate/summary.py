@@ -52,6 +52,7 @@ class Disagreement:
     codes: dict[str, dict[str, str]]  # variable -> coder -> code, where coders differ
     notes: dict[str, str]  # coder -> note, for the coders who wrote one
     unsure: list[str]  # the coders who marked the text unsure
+    tied: dict[str, str]  # variable -> the admin's resolution ('' none yet), where coders tied
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class Summary:
     reliability: list[Reliability]
     model: list[ModelAgreement]
     disagreements: list[Disagreement]
-    ties: dict[str, int]  # variable -> texts whose majority code is a tie (V_human empty)
+    ties: dict[str, int]  # variable -> texts whose majority code is a tie
+    resolved: dict[str, int]  # variable -> tied texts the admin has given a code
 
 
 def summarise(
@@ -91,6 +93,7 @@ def summarise(
         )
     stored = store.all_codes()
     by_var = {v.name: coder_codes(v, stored.get(v.name, {}), states) for v in book.variables}
+    resolved = store.resolutions()
     rel = [
         r
         for v in book.variables
@@ -100,23 +103,29 @@ def summarise(
         m
         for v in book.variables
         if not v.multi and label_column(v.name) in sample.frame.columns
-        for m in model_agreement(book, v, sample, by_var[v.name], coders, resamples, seed)
+        for m in model_agreement(
+            book, v, sample, by_var[v.name], coders, resolved.get(v.name, {}), resamples, seed
+        )
     ]
+    ties = {v.name: tied_texts(v, by_var[v.name], coders, sample.ids) for v in book.variables}
     return Summary(
         coders,
         progress,
         rel,
         model,
-        disagreements(book, sample, by_var, coders, states),
-        {v.name: tied(v, by_var[v.name], coders, sample.ids) for v in book.variables},
+        disagreements(book, sample, by_var, coders, states, ties, resolved),
+        {name: len(items) for name, items in ties.items()},
+        {name: len(set(items) & set(resolved.get(name, {}))) for name, items in ties.items()},
     )
 
 
-def tied(var: Variable, codes: dict[str, dict[str, str]], coders: list[str], ids: list[str]) -> int:
-    """How many texts the coders tie on (their majority code is empty in the export)."""
-    return sum(
-        majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[1] for i in ids
-    )
+def tied_texts(
+    var: Variable, codes: dict[str, dict[str, str]], coders: list[str], ids: list[str]
+) -> list[str]:
+    """The texts the coders tie on (no majority code)."""
+    return [
+        i for i in ids if majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[1]
+    ]
 
 
 def model_agreement(
@@ -125,6 +134,7 @@ def model_agreement(
     sample: Sample,
     codes: dict[str, dict[str, str]],
     coders: list[str],
+    resolved: dict[str, str],
     resamples: int,
     seed: int,
 ) -> list[ModelAgreement]:
@@ -136,7 +146,11 @@ def model_agreement(
 
     golds = {c: [codes.get(c, {}).get(i, "") for i in sample.ids] for c in coders}
     given = [[codes[c][i] for c in coders if i in codes.get(c, {})] for i in sample.ids]
-    golds[MAJORITY] = [majority(var, g)[0] if len(g) >= 2 else "" for g in given]
+    golds[MAJORITY] = [
+        "" if len(g) < 2 else resolved.get(i, "") if tie else code
+        for i, g in zip(sample.ids, given, strict=True)
+        for code, tie in [majority(var, g)]
+    ]
     gold_col = "\x00gold"  # a name no table column has
     out = []
     for against, gold in golds.items():
@@ -187,9 +201,12 @@ def disagreements(
     by_var: dict[str, dict[str, dict[str, str]]],
     coders: list[str],
     states: dict[str, dict[str, ItemState]],
+    ties: dict[str, list[str]],
+    resolved: dict[str, dict[str, str]],
 ) -> list[Disagreement]:
     """The texts where two coders gave one variable different codes, in sample order, with
     the coders' notes and unsure marks on them."""
+    tie_sets = {v: set(items) for v, items in ties.items()}
     out = []
     for item in sample.ids:
         differ: dict[str, dict[str, str]] = {}
@@ -203,7 +220,8 @@ def disagreements(
             marks = {c: states.get(c, {}).get(item, ItemState()) for c in coders}
             notes = {c: m.note for c, m in marks.items() if m.note}
             unsure = [c for c, m in marks.items() if m.unsure]
-            out.append(Disagreement(item, sample.text(item), differ, notes, unsure))
+            tied = {v: resolved.get(v, {}).get(item, "") for v in differ if item in tie_sets[v]}
+            out.append(Disagreement(item, sample.text(item), differ, notes, unsure, tied))
     return out
 
 

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace, book: Any) -> int:
     from ..annotate import default_store_path, export_frame, open_annotation
     from ..annotate.export import SPREADSHEET_FORMATS, for_spreadsheet
+    from ..evaluate.columns import human_column, tie_column
     from ..tables import check_output, table_format, write_table
 
     check_output(args.sample, args.export)
@@ -127,6 +128,14 @@ def export(args: argparse.Namespace, book: Any) -> int:
         f"textcoder annotate: wrote {len(frame)} rows with the codes of "
         f"{len(coders)} coder(s) ({', '.join(coders) or 'none yet'}) to {args.export}"
     )
+    for var in book.variables:
+        tie, human = frame[tie_column(var.name)], frame[human_column(var.name)]
+        if tie.any():
+            left = int((tie & (human == "")).sum())
+            print(
+                f"textcoder annotate: {var.name}: {int(tie.sum())} text(s) tied, {left} of them "
+                f"unresolved ({human_column(var.name)} empty; resolve them on the admin page)"
+            )
     return 0
 
 
