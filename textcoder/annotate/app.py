@@ -4,7 +4,8 @@ Pages are rendered on the server (Jinja2, autoescaped) with one small script and
 stylesheet that textcoder serves itself; the Content-Security-Policy forbids anything else.
 A request is allowed by its token (from `?token=`, then a cookie scoped to that page's path),
 compared in constant time with every known token; a coder's token opens that coder's pages
-and nothing else, so no coder can see the model's codes or another coder's.
+and nothing else, so no coder can see the model's codes or another coder's. A POST must
+also come from the app's own page (see `security`).
 """
 
 from __future__ import annotations
@@ -155,13 +156,19 @@ def _coder_routes(app: FastAPI, project: Annotation) -> None:
         order = project.assignment[name]
         if not 1 <= pos <= len(order):
             return PlainTextResponse("404: no such text", 404)
-        check_form_type(request)
-        fields = parse_body(await read_limited(request))
-        check_form_token(project.tokens[name], fields.get(CSRF_FIELD, [""])[0])
-        form = posted(project.book, fields)
+        form = posted(project.book, await page_form(request, project.tokens[name]))
         if form.item != order[pos - 1]:
             return PlainTextResponse("409: the page is out of date; reload it", 409)
         return await run_in_threadpool(commit, project, name, pos, form)
+
+
+async def page_form(request: Request, session: str) -> dict[str, list[str]]:
+    """The fields of a form posted by the page of `session` (a coder's or the admin's token):
+    the page's content type, within the size limit, with the page's form token."""
+    check_form_type(request)
+    fields = parse_body(await read_limited(request))
+    check_form_token(session, fields.get(CSRF_FIELD, [""])[0])
+    return fields
 
 
 def commit(project: Annotation, name: str, pos: int, form: Posted) -> Response:
@@ -246,6 +253,22 @@ def done_context(project: Annotation, name: str) -> dict[str, Any]:
     return {"book": project.book, "coder": name, "total": len(order), "skipped": skipped}
 
 
+def admin_context(
+    project: Annotation, summary: Summary | None, fresh: bool, error: str | None
+) -> dict[str, Any]:
+    """What the admin page shows; figures on fewer than MIN_TEXTS texts are greyed out."""
+    return {
+        "book": project.book,
+        "s": summary,
+        "fresh": fresh,
+        "error": error,
+        "min_texts": MIN_TEXTS,
+        "csrf": form_token(project.tokens[""]),
+        "one_category": {v.name: v.labels for v in project.book.variables if not v.multi},
+        "few": lambda n: " few" if n < MIN_TEXTS else "",
+    }
+
+
 def _admin_routes(app: FastAPI, project: Annotation) -> None:
     def compute() -> Summary:
         return summarise(
@@ -266,24 +289,13 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
         if entered is not None:
             return entered
         summary, fresh = live.get(wait=PAGE_WAIT)
-        context = {
-            "book": project.book,
-            "s": summary,
-            "fresh": fresh,
-            "error": live.error,
-            "min_texts": MIN_TEXTS,
-            "csrf": form_token(project.tokens[""]),
-            "one_category": {v.name: v.labels for v in project.book.variables if not v.multi},
-            "few": lambda n: " few" if n < MIN_TEXTS else "",
-        }
+        context = admin_context(project, summary, fresh, live.error)
         return HTMLResponse(render("admin.html", context))
 
     @app.post("/admin/resolve")
     async def resolve(request: Request) -> Response:
         require(project, request, "")
-        check_form_type(request)
-        fields = parse_body(await read_limited(request))
-        check_form_token(project.tokens[""], fields.get(CSRF_FIELD, [""])[0])
+        fields = await page_form(request, project.tokens[""])
         item, variable, code = resolution(project.book, project.sample, fields)
         await run_in_threadpool(project.store.resolve, item, variable, code)
         return RedirectResponse("/admin#disagreements", status_code=303)
