@@ -753,12 +753,13 @@ def test_settings_are_checked_before_anything_is_written(tmp_path: Path) -> None
     other = tmp_path / "coded.sqlite"  # another program's SQLite file
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, value TEXT)")
+    other.chmod(0o644)
     proc = textcoder(*base[:-1], str(other), "--port", str(free_port()))
     assert proc.returncode == 1 and "not an annotation store" in proc.stderr
     assert "answers" in proc.stderr and "token=" not in proc.stdout
     with sqlite3.connect(other) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"answers"}  # nothing added to it
+    assert tables == {"answers"} and mode(other) == 0o644  # left as it was
 
 
 def test_admin_page_counts_shared_texts_and_shows_notes_and_ties(served: AnnotateProcess) -> None:

@@ -68,17 +68,19 @@ def default_store_path(sample: str | Path) -> Path:
     return p.with_name(p.name + ".annotate.sqlite")
 
 
-def restrict(path: Path) -> None:
-    """Make the store and SQLite's companion files readable by their owner only: existing
-    files are tightened, a new store is created 0600, and SQLite gives the `-wal` and `-shm`
-    it creates later the store's own mode."""
+def create_private(path: Path) -> None:
+    """Create the store readable by its owner only, if it is not there; SQLite gives the
+    `-wal` and `-shm` it creates beside it the store's own mode."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY)
-        os.close(fd)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY))
     except FileExistsError:
         pass
     except OSError as exc:
         raise DataError(f"{path}: cannot create the store: {exc.strerror}") from None
+
+
+def tighten(path: Path) -> None:
+    """Make an existing store and SQLite's files beside it readable by their owner only."""
     for name in (path, *(path.with_name(path.name + s) for s in COMPANIONS)):
         try:
             if name.stat().st_mode & 0o077:
@@ -120,18 +122,19 @@ class HumanStore:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise DataError(f"{self.path}: the folder {self.path.parent} does not exist")
-        restrict(self.path)  # it holds the coders' tokens
+        create_private(self.path)  # it holds the coders' tokens
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             foreign = _tables(self._db) - TABLES
-            if foreign:
+            if foreign:  # another program's file: leave it as it is
                 self._db.close()
                 raise DataError(
                     f"{self.path}: not an annotation store (it holds the tables "
                     f"{', '.join(sorted(foreign))}); give --store a new file"
                 )
+            tighten(self.path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
