@@ -5,9 +5,11 @@ scikit-learn on fixed codes."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,9 +41,9 @@ class AnnotateProcess:
     """`python -m textcoder annotate ARGS --port P` until the `with` block ends; the coders'
     tokens read from the URLs it prints."""
 
-    def __init__(self, *args: str, startup_timeout: float = 60.0) -> None:
+    def __init__(self, *args: str, startup_timeout: float = 60.0, port: int = 0) -> None:
         self.args = list(args)
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -93,10 +95,10 @@ class AnnotateProcess:
         path = "/admin" if who == "" else f"/coder/{who}"
         return f"{self.base}{path}?token={self.tokens[who]}"
 
-    def client(self, who: str) -> httpx.Client:
+    def client(self, who: str) -> CoderClient:
         """A client holding `who`'s token as the browser would (the cookie), not following
-        redirects."""
-        return httpx.Client(base_url=self.base, cookies={"textcoder_token": self.tokens[who]})
+        redirects, that sends the form token of `who`'s page with its forms."""
+        return CoderClient(who, base_url=self.base, cookies={"textcoder_token": self.tokens[who]})
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -115,6 +117,30 @@ class AnnotateProcess:
     ) -> None:
         self.stop()
         self._log.unlink(missing_ok=True)
+
+
+class CoderClient(httpx.Client):
+    """An HTTP client that posts forms as the coder's page does: with the page's form token
+    (read once from the coder's first page) unless the form names its own."""
+
+    def __init__(self, who: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.who = who
+        self._csrf: str | None = None
+
+    def csrf(self) -> str:
+        if self._csrf is None:
+            page = self.get(f"/coder/{self.who}/1").text
+            found = re.search(r'name="csrf" value="([^"]*)"', page)
+            self._csrf = found.group(1) if found else ""
+        return self._csrf
+
+    def post(
+        self, url: str, *, data: dict[str, object] | None = None, **kw: object
+    ) -> httpx.Response:  # type: ignore[override]
+        if data is not None and "csrf" not in data:
+            data = {**data, "csrf": self.csrf()}
+        return super().post(url, data=data, **kw)  # type: ignore[arg-type]
 
 
 def coded_sample(path: Path, n: int = 8) -> Path:
@@ -507,3 +533,279 @@ def test_several_variables_multi_label_and_ordinal(tmp_path: Path) -> None:
     assert codes.loc[item, "tone_by_a"] == "very negative"
     assert codes.loc[item, "frames_human"] == "" and codes.loc[item, "frames_tie"] == "True"
     assert codes.loc[item, "topic_human"] == "economy" and codes.loc[item, "topic_tie"] == "False"
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_forged_posts_from_another_origin_are_refused(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    item = item_at(alice, "alice", 1)
+    good = {"item": item, "v:sentiment": "negative", "note": "FORGED", "action": "save"}
+    forged = (
+        {"sec-fetch-site": "same-site"},  # another port of 127.0.0.1
+        {"sec-fetch-site": "cross-site"},
+        {"origin": "http://127.0.0.1:9999"},
+        {"origin": "null"},
+    )
+    for headers in forged:
+        r = alice.post("/coder/alice/1", data=good, headers=headers)
+        assert r.status_code == 403, headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+    # the form token: missing, wrong, or another coder's
+    bob_csrf = served.client("bob").csrf()
+    for token in ("", "0" * 64, bob_csrf):
+        assert alice.post("/coder/alice/1", data={**good, "csrf": token}).status_code == 403
+    # only the content type the page sends
+    body = "item=" + item + "&v:sentiment=negative&action=save&csrf=" + alice.csrf()
+    for kind in ("text/plain", "multipart/form-data; boundary=x", "application/json", None):
+        headers = {"content-type": kind} if kind else {}
+        r = alice.post("/coder/alice/1", content=body.encode(), headers=headers)
+        assert r.status_code == 415, kind
+    page = alice.get("/coder/alice/1").text
+    assert " checked" not in page and "FORGED" not in page  # nothing of them was saved
+    same = {"sec-fetch-site": "same-origin", "origin": served.base}
+    r = alice.post("/coder/alice/1", data=good, headers=same)
+    assert r.status_code == 204
+    assert 'value="negative" checked' in alice.get("/coder/alice/1").text
+
+
+def test_an_empty_or_wrong_token_in_the_url_keeps_the_cookie(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    for query, status in (("?token=", 303), (f"?token={served.tokens['bob']}", 403)):
+        for path in ("/coder/alice", "/coder/alice/3"):
+            r = alice.get(path + query)
+            assert r.status_code == status, (path, query)
+            assert "set-cookie" not in r.headers, (path, query)
+    assert alice.get("/coder/alice/3").status_code == 200  # still signed in
+    r = httpx.get(served.url("alice"))
+    assert r.status_code == 303 and "textcoder_token=" in r.headers["set-cookie"]
+    assert "HttpOnly" in r.headers["set-cookie"] and "token=" not in r.headers["location"]
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_store_and_its_companions_are_owner_only_after_a_kill(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=4)
+    book = Codebook.from_yaml(BOOK)
+    loose = tmp_path / "loose.sqlite"  # an existing store left readable by everyone
+    open_annotation(sample, book, ["a"], store_path=loose, id_column="id").store.close()
+    for name in (loose, tmp_path / "loose.sqlite-wal"):
+        name.touch()
+        name.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        for store in (tmp_path / "new.sqlite", loose):
+            args = (str(sample), "-c", str(BOOK), "--coders", "a", "--id-column", "id")
+            with AnnotateProcess(*args, "--store", str(store)) as s:
+                c = s.client("a")
+                for pos in range(1, 5):
+                    r = post(c, "a", pos, item_at(c, "a", pos), v_sentiment="neutral")
+                    assert r.status_code == 204
+                s.stop(kill=True)  # SIGKILL: the WAL is never checkpointed away
+            wal, shm = (store.with_name(store.name + x) for x in ("-wal", "-shm"))
+            assert wal.stat().st_size > 0 and shm.exists()
+            assert s.tokens["a"].encode() in wal.read_bytes() + store.read_bytes()
+            assert [mode(p) for p in (store, wal, shm)] == [0o600] * 3, store
+    finally:
+        os.umask(old)
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_oversize_bodies_are_refused_without_being_held(served: AnnotateProcess) -> None:
+    assert served.proc is not None
+    pid = served.proc.pid
+    alice = served.client("alice")
+    item = item_at(alice, "alice", 1)
+    assert post(alice, "alice", 1, item, v_sentiment="neutral").status_code == 204  # warm
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak RSS starts again from here
+    before = rss_kb(pid, "VmRSS")
+    sent = 0
+
+    def chunks():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        block = b"note=" + b"x" * (1 << 20)
+        for _ in range(200):  # up to 200 MB, chunked (no Content-Length)
+            sent += len(block)
+            yield block
+
+    r = alice.post("/coder/alice/1", content=chunks(), headers={"content-type": FORM})
+    assert r.status_code == 413 and r.headers["x-content-type-options"] == "nosniff"
+    peak = rss_kb(pid, "VmHWM")
+    print(f"server RSS {before} kB before, peak {peak} kB; {sent >> 20} MB offered")
+    assert peak - before < 8 * 1024, (before, peak, sent)
+    head = (  # a Content-Length past the limit is refused before any of the body is read
+        f"POST /coder/alice/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM}\r\n"
+        f"Cookie: textcoder_token={served.tokens['alice']}\r\nContent-Length: 9999999\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as conn:
+        conn.sendall(head.encode())
+        assert conn.recv(64).startswith(b"HTTP/1.1 413 ")
+    # more fields than a form holds: a clear 400 with the usual headers, not a 500
+    many = "&".join(f"f{i}=1" for i in range(1001)) + f"&item={item}&csrf={alice.csrf()}"
+    r = alice.post("/coder/alice/1", content=many.encode(), headers={"content-type": FORM})
+    assert r.status_code == 400 and "1000 fields" in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert post(alice, "alice", 1, item, v_sentiment="neutral", unsure="0").status_code == 204
+    assert 'name="unsure" value="1">' in alice.get("/coder/alice/1").text  # 0 is not unsure
+
+
+def test_formulas_in_notes_are_defused_in_spreadsheet_exports(served: AnnotateProcess) -> None:
+    alice = served.client("alice")
+    notes = ['=HYPERLINK("http://x.test","click")', "+1", "-2", "@SUM(A1)", "plain = text"]
+    items = []
+    for pos, note in enumerate(notes, start=1):
+        items.append(item_at(alice, "alice", pos))
+        assert (
+            post(alice, "alice", pos, items[-1], v_sentiment="negative", note=note).status_code
+            == 204
+        )
+    csv = served.client("").get("/admin/export.csv").text
+    got = pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False).set_index("id")
+    expect = ["'" + n for n in notes[:4]] + [notes[4]]
+    assert [got.loc[i, "note_by_alice"] for i in items] == expect
+    assert got.loc[items[0], "sentiment_by_alice"] == "negative"  # codes and ids as they are
+    sample, store = Path(served.args[0]), served.args[served.args.index("--store") + 1]
+    for name, defused in (("codes.csv", True), ("codes.jsonl", False)):
+        out = sample.with_name(name)
+        proc = textcoder(
+            "annotate",
+            *served.args[:3],
+            "--id-column",
+            "id",
+            "--store",
+            store,
+            "--export",
+            str(out),
+        )
+        assert proc.returncode == 0, proc.stderr
+        frame = (
+            pd.read_csv(out, dtype=str) if defused else pd.read_json(out, lines=True, dtype=False)
+        )
+        first = frame.set_index("id").loc[items[0], "note_by_alice"]
+        assert first == ("'" if defused else "") + notes[0], name
+
+
+def test_an_edited_sample_is_refused_by_id_and_a_reordered_one_accepted(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=6)
+    store = tmp_path / "codes.sqlite"
+    args = (str(sample), "-c", str(BOOK), "--id-column", "id", "--store", str(store))
+    with AnnotateProcess(*args, "--coders", "a,b", "--overlap", "0.5") as s:
+        a = s.client("a")
+        first = item_at(a, "a", 1)
+        assert post(a, "a", 1, first, v_sentiment="positive", action="next").status_code == 303
+        mine = [item_at(a, "a", p) for p in range(1, 5)]
+    df = pd.read_csv(sample, dtype=str)
+    df.iloc[::-1].to_csv(sample, index=False)  # the same rows, reordered
+    with AnnotateProcess(*args, "--coders", "a,b", "--overlap", "0.5") as s:
+        a = s.client("a")
+        assert [item_at(a, "a", p) for p in range(1, 5)] == mine  # the same texts, same order
+        assert 'value="positive" checked' in a.get("/coder/a/1").text
+    edited = df.copy()
+    edited.loc[edited["id"].isin(["t2", "t4"]), "text"] = "EDITED: I hate everything about this."
+    edited.to_csv(sample, index=False)
+    out = tmp_path / "codes.csv"
+    for extra in (("--coders", "a,b", "--overlap", "0.5"), ("--export", str(out))):
+        proc = textcoder("annotate", *args, *extra)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "the text of ids 't2', 't4'" in proc.stderr and "changed" in proc.stderr
+        assert "token=" not in proc.stdout
+    assert not out.exists()
+    df.drop(index=[0]).to_csv(sample, index=False)  # a row gone
+    proc = textcoder("annotate", *args, "--export", str(out))
+    assert proc.returncode == 1 and "made for another sample" in proc.stderr
+    assert "id 't0' not in it" in proc.stderr
+
+
+def test_settings_are_checked_before_anything_is_written(tmp_path: Path) -> None:
+    sample = coded_sample(tmp_path / "sample.csv", n=4)
+    store = tmp_path / "codes.sqlite"
+    base = ("annotate", str(sample), "-c", str(BOOK), "--coders", "a,b", "--store", str(store))
+    for bad, says in (
+        (("--overlap", "1.5"), "--overlap must be between 0 and 1"),
+        (("--overlap", "nan"), "--overlap must be between 0 and 1, not nan"),
+        (("--seed", "-1"), "--seed must be 0 or more"),
+        (("--resamples", "0"), "--resamples must be 1 or more"),
+        (("--resamples", "-5"), "--resamples must be 1 or more"),
+        (("--port", "70000"), "between 1 and 65535"),
+    ):
+        proc = textcoder(*base, *bad)
+        assert proc.returncode in (1, 2) and says in proc.stderr, (bad, proc.stderr)
+        assert "Traceback" not in proc.stderr and "token=" not in proc.stdout
+        assert not store.exists(), bad
+    with socket.socket() as busy:  # a port in use: refused before any link is printed
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        proc = textcoder(*base, "--port", str(busy.getsockname()[1]))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot listen on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr
+    assert "token=" not in proc.stdout and not store.exists()
+    import sqlite3
+
+    other = tmp_path / "coded.sqlite"  # another program's SQLite file
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE answers (key TEXT PRIMARY KEY, value TEXT)")
+    other.chmod(0o644)
+    proc = textcoder(*base[:-1], str(other), "--port", str(free_port()))
+    assert proc.returncode == 1 and "not an annotation store" in proc.stderr
+    assert "answers" in proc.stderr and "token=" not in proc.stdout
+    with sqlite3.connect(other) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"answers"} and mode(other) == 0o644  # left as it was
+
+
+def test_admin_page_counts_shared_texts_and_shows_notes_and_ties(served: AnnotateProcess) -> None:
+    alice, bob = served.client("alice"), served.client("bob")
+    where = {item_at(bob, "bob", p): p for p in range(1, 9)}
+    items = []
+    for pos, code in zip((1, 2, 3), ("positive", "negative", "neutral"), strict=True):
+        items.append(item_at(alice, "alice", pos))
+        assert (
+            post(alice, "alice", pos, items[-1], v_sentiment=code, action="next").status_code == 303
+        )
+    one, two = items[0], items[1]  # bob differs on one, agrees on two, leaves the third
+    r = post(bob, "bob", where[one], one, v_sentiment="negative", note="SARCASM?", unsure="1")
+    assert r.status_code == 204
+    assert post(bob, "bob", where[two], two, v_sentiment="negative").status_code == 204
+    admin = served.client("")
+    summary = admin.get("/admin/summary.json").json()
+    majority = next(m for m in summary["model"] if m["against"] == "majority")
+    assert majority["n"] == 1  # the one text two coders agree on; not the tie, not the third
+    assert summary["ties"] == {"sentiment": 1}
+    page = admin.get("/admin").text
+    assert "<b>1</b> text tied" in page
+    row = page[page.index('id="disagreements"') :]
+    assert "SARCASM?" in row and "unsure: bob" in row
+    kappa = re.search(r'<td class="num kappa([^"]*)"[^>]*>[^<]*<small>\(n=(\d+)\)', page)
+    assert kappa is not None and kappa.groups() == (" few", "2")  # n shown, greyed out
+    # the admin resolves the tie: the export's majority code is theirs, the tie still marked
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page)
+    assert csrf is not None
+    form = {"item": one, "variable": "sentiment", "code": "neutral", "csrf": csrf.group(1)}
+    assert admin.post("/admin/resolve", data={**form, "csrf": ""}).status_code == 403
+    assert admin.post("/admin/resolve", data={**form, "code": "angry"}).status_code == 400
+    assert alice.post("/admin/resolve", data=form).status_code == 403  # a coder cannot
+    r = admin.post("/admin/resolve", data=form)
+    assert r.status_code == 303 and r.headers["location"] == "/admin#disagreements"
+    summary = admin.get("/admin/summary.json").json()
+    assert summary["resolved"] == {"sentiment": 1}
+    assert next(m for m in summary["model"] if m["against"] == "majority")["n"] == 2
+    csv = admin.get("/admin/export.csv").text
+    got = pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False).set_index("id")
+    assert (got.loc[one, "sentiment_human"], got.loc[one, "sentiment_tie"]) == ("neutral", "True")
+    assert "<option selected>neutral</option>" in admin.get("/admin").text
+    store = served.args[served.args.index("--store") + 1]
+    out = Path(store).with_name("codes.csv")
+    proc = textcoder(
+        "annotate", *served.args[:3], "--id-column", "id", "--store", store, "--export", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sentiment: 1 text(s) tied, 0 of them unresolved" in proc.stdout

@@ -4,7 +4,8 @@ Pages are rendered on the server (Jinja2, autoescaped) with one small script and
 stylesheet that textcoder serves itself; the Content-Security-Policy forbids anything else.
 A request is allowed by its token (from `?token=`, then a cookie scoped to that page's path),
 compared in constant time with every known token; a coder's token opens that coder's pages
-and nothing else, so no coder can see the model's codes or another coder's.
+and nothing else, so no coder can see the model's codes or another coder's. A POST must
+also come from the app's own page (see `security`).
 """
 
 from __future__ import annotations
@@ -19,26 +20,26 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from .forms import FormError, Posted, parse_body, posted
+from .forms import FormError, Posted, parse_body, posted, resolution
 from .pages import render
 from .project import Annotation
+from .security import (
+    CSRF_FIELD,
+    HEADERS,
+    Refused,
+    check_form_token,
+    check_form_type,
+    check_origin,
+    form_token,
+    read_limited,
+)
 from .store import DONE, SKIPPED, Save
-from .summary import LiveSummary, Summary, summarise
+from .summary import MIN_TEXTS, LiveSummary, Summary, summarise
 
 COOKIE = "textcoder_token"
 PAGE_WAIT = 5.0  # seconds the admin page waits for fresh figures, else shows the last ones
 JSON_WAIT = 120.0
-MAX_BODY = 256 * 1024
 STATIC = {"annotate.js": "text/javascript", "annotate.css": "text/css"}
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 class Forbidden(Exception):
@@ -67,9 +68,22 @@ def create_app(project: Annotation) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
+        try:
+            check_origin(request)
+        except Refused as exc:
+            return PlainTextResponse(f"{exc.status}: {exc}", exc.status, headers=HEADERS)
         response: Response = await call_next(request)
         response.headers.update(HEADERS)
         return response
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return PlainTextResponse(f"{exc.status}: {exc}", exc.status)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # answered outside the middleware above, so the headers are set here
+        return PlainTextResponse("500: internal error", 500, headers=HEADERS)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
@@ -100,13 +114,17 @@ def create_app(project: Annotation) -> FastAPI:
 
 
 def _enter(request: Request, path: str) -> Response | None:
-    """A first visit with `?token=`: keep the token in a cookie for this page's path and
-    reload without it, so it leaves the address bar and the history."""
+    """A visit with `?token=`: reload without it, so it leaves the address bar (the browser's
+    history may still hold the link). A token that opened the page (`require` ran first) is
+    kept in a cookie for this page's path; an empty one leaves the cookie as it is."""
     token = request.query_params.get("token")
     if token is None:
         return None
     response = RedirectResponse(request.url.path, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=90 * 86400, path=path, httponly=True, samesite="lax")
+    if token:
+        response.set_cookie(
+            COOKIE, token, max_age=90 * 86400, path=path, httponly=True, samesite="lax"
+        )
     return response
 
 
@@ -138,15 +156,19 @@ def _coder_routes(app: FastAPI, project: Annotation) -> None:
         order = project.assignment[name]
         if not 1 <= pos <= len(order):
             return PlainTextResponse("404: no such text", 404)
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return PlainTextResponse(f"413: a form holds at most {MAX_BODY} bytes", 413)
-        form = posted(project.book, parse_body(body))
+        form = posted(project.book, await page_form(request, project.tokens[name]))
         if form.item != order[pos - 1]:
             return PlainTextResponse("409: the page is out of date; reload it", 409)
         return await run_in_threadpool(commit, project, name, pos, form)
+
+
+async def page_form(request: Request, session: str) -> dict[str, list[str]]:
+    """The fields of a form posted by the page of `session` (a coder's or the admin's token):
+    the page's content type, within the size limit, with the page's form token."""
+    check_form_type(request)
+    fields = parse_body(await read_limited(request))
+    check_form_token(session, fields.get(CSRF_FIELD, [""])[0])
+    return fields
 
 
 def commit(project: Annotation, name: str, pos: int, form: Posted) -> Response:
@@ -220,6 +242,7 @@ def page_context(project: Annotation, name: str, pos: int, missing: bool) -> dic
         "status": state.status,
         "single": len(book.variables) == 1 and not book.variables[0].multi,
         "missing": missing,
+        "csrf": form_token(project.tokens[name]),
     }
 
 
@@ -228,6 +251,22 @@ def done_context(project: Annotation, name: str) -> dict[str, Any]:
     statuses = project.store.statuses(name)
     skipped = [i + 1 for i, item in enumerate(order) if statuses.get(item) == SKIPPED]
     return {"book": project.book, "coder": name, "total": len(order), "skipped": skipped}
+
+
+def admin_context(
+    project: Annotation, summary: Summary | None, fresh: bool, error: str | None
+) -> dict[str, Any]:
+    """What the admin page shows; figures on fewer than MIN_TEXTS texts are greyed out."""
+    return {
+        "book": project.book,
+        "s": summary,
+        "fresh": fresh,
+        "error": error,
+        "min_texts": MIN_TEXTS,
+        "csrf": form_token(project.tokens[""]),
+        "one_category": {v.name: v.labels for v in project.book.variables if not v.multi},
+        "few": lambda n: " few" if n < MIN_TEXTS else "",
+    }
 
 
 def _admin_routes(app: FastAPI, project: Annotation) -> None:
@@ -250,15 +289,24 @@ def _admin_routes(app: FastAPI, project: Annotation) -> None:
         if entered is not None:
             return entered
         summary, fresh = live.get(wait=PAGE_WAIT)
-        context = {"book": project.book, "s": summary, "fresh": fresh, "error": live.error}
+        context = admin_context(project, summary, fresh, live.error)
         return HTMLResponse(render("admin.html", context))
+
+    @app.post("/admin/resolve")
+    async def resolve(request: Request) -> Response:
+        require(project, request, "")
+        fields = await page_form(request, project.tokens[""])
+        item, variable, code = resolution(project.book, project.sample, fields)
+        await run_in_threadpool(project.store.resolve, item, variable, code)
+        return RedirectResponse("/admin#disagreements", status_code=303)
 
     @app.get("/admin/export.csv")
     def export_csv(request: Request) -> Response:
         require(project, request, "")
-        from .export import export_frame
+        from .export import export_frame, for_spreadsheet
 
         frame = export_frame(project.book, project.sample, project.store)
+        frame = for_spreadsheet(frame, project.book, project.sample, project.store.coders())
         return Response(
             frame.to_csv(index=False),
             media_type="text/csv",

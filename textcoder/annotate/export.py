@@ -1,12 +1,24 @@
 """The human codes as a table: every sample row, with each coder's codes, the majority code and
-whether the coders tied, per variable, then each coder's notes and `unsure` marks."""
+whether the coders tied, per variable, then each coder's notes and `unsure` marks. Where the
+coders tied, the majority code is the admin's resolution, if any (the tie stays marked).
+
+For spreadsheets (CSV, TSV, Excel) a cell that a spreadsheet would run as a formula gets a
+leading `'` (OWASP's rule), except the ids and codes, which must join back unchanged.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..codebook import Codebook, Variable
-from ..evaluate.columns import coder_column, human_column, note_column, tie_column, unsure_column
+from ..evaluate.columns import (
+    coder_column,
+    human_column,
+    label_column,
+    note_column,
+    tie_column,
+    unsure_column,
+)
 from .agreement import majority
 from .sample import Sample
 from .store import DONE, HumanStore, ItemState
@@ -37,6 +49,7 @@ def human_columns(book: Codebook, sample: Sample, store: HumanStore) -> dict[str
     coders = store.coders()
     codes = store.all_codes()
     states = store.all_states()
+    resolutions = store.resolutions()
     cols: dict[str, list[object]] = {}
     for var in book.variables:
         by = coder_codes(var, codes.get(var.name, {}), states)
@@ -44,9 +57,10 @@ def human_columns(book: Codebook, sample: Sample, store: HumanStore) -> dict[str
             mine = by.get(coder, {})
             cols[coder_column(var.name, coder)] = [mine.get(i, "") for i in sample.ids]
         human, tie = [], []
+        resolved = resolutions.get(var.name, {})
         for item in sample.ids:
             code, tied = majority(var, [by[c][item] for c in coders if item in by.get(c, {})])
-            human.append(code)
+            human.append(resolved.get(item, "") if tied else code)
             tie.append(tied)
         cols[human_column(var.name)] = list(human)
         cols[tie_column(var.name)] = list(tie)
@@ -65,3 +79,32 @@ def export_frame(book: Codebook, sample: Sample, store: HumanStore) -> pd.DataFr
     added = pd.DataFrame(human_columns(book, sample, store), index=sample.frame.index)
     frame = sample.frame.drop(columns=[c for c in added.columns if c in sample.frame.columns])
     return pd.concat([frame, added], axis=1)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+SPREADSHEET_FORMATS = ("csv", "tsv", "excel")
+
+
+def defuse(value: object) -> object:
+    """`'=HYPERLINK(...)` for `=HYPERLINK(...)`: a spreadsheet shows it as text."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def for_spreadsheet(
+    frame: pd.DataFrame, book: Codebook, sample: Sample, coders: list[str]
+) -> pd.DataFrame:
+    """The export with every text cell that begins like a formula defused, except the id
+    column and the code columns (category labels, checked against the codebook)."""
+    keep = {sample.id_column}
+    for var in book.variables:
+        keep |= {label_column(var.name), human_column(var.name)}
+        keep |= {coder_column(var.name, c) for c in coders}
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    out = frame.copy()
+    for col in out.columns:
+        if col not in keep and (is_object_dtype(out[col]) or is_string_dtype(out[col])):
+            out[col] = out[col].map(defuse)
+    return out

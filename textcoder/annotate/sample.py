@@ -41,9 +41,22 @@ class Sample:
     def text(self, item: str) -> str:
         return self.texts[self.rows[item]]
 
+    def fingerprint(self) -> list[list[str]]:
+        """[id, hash of its text] in table order: what a store checks the sample against,
+        so an edited text is found by its id and a reordered table is still the sample."""
+        return [[i, _hash(t)[:16]] for i, t in zip(self.ids, self.texts, strict=True)]
+
     def digest(self) -> str:
-        """A hash of the ids, so a store is not reused for another sample by mistake."""
-        return hashlib.sha256("\n".join(self.ids).encode("utf-8")).hexdigest()
+        """A hash of the ids and texts, whatever their order."""
+        return _hash("\n".join(sorted(f"{i}\x00{h}" for i, h in self.fingerprint())))
+
+    def ids_digest(self) -> str:
+        """A hash of the ids in table order: what stores made by textcoder 0.x kept."""
+        return _hash("\n".join(self.ids))
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def load_sample(
@@ -99,11 +112,18 @@ def parse_coders(spec: str) -> list[str]:
     return names
 
 
+def check_assignment(overlap: float, seed: int) -> None:
+    """Refuse an `overlap` outside [0, 1] (nan included) or a negative seed."""
+    if not 0.0 <= overlap <= 1.0:
+        raise UsageError(f"--overlap must be between 0 and 1, not {overlap}")
+    if seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {seed}")
+
+
 def assign(ids: list[str], coders: list[str], overlap: float, seed: int) -> dict[str, list[str]]:
     """Each coder's texts in that coder's own order. A share `overlap` of the texts (drawn at
     random) goes to every coder; the rest is dealt out in turn, one coder each."""
-    if not 0.0 <= overlap <= 1.0:
-        raise UsageError(f"--overlap must be between 0 and 1, not {overlap}")
+    check_assignment(overlap, seed)
     order = np.random.default_rng(seed).permutation(len(ids))
     shared = len(ids) if overlap >= 1.0 else round(overlap * len(ids))
     out: dict[str, list[str]] = {}
@@ -123,7 +143,7 @@ def check_settings(stored: dict[str, Any] | None, wanted: dict[str, Any], store:
     between coders (other coders are fine when everyone codes everything)."""
     if stored is None:
         return
-    for key in ("sample", "overlap", "seed"):
+    for key in ("overlap", "seed"):
         if stored.get(key) != wanted.get(key):
             raise UsageError(
                 f"{store}: made for {key} {stored.get(key)!r}, not {wanted.get(key)!r}; "
@@ -135,3 +155,38 @@ def check_settings(stored: dict[str, Any] | None, wanted: dict[str, Any], store:
             "below 1 the texts are dealt out among them, so keep the same coders, or use a "
             "new --store"
         )
+
+
+def check_texts(stored: list[list[str]], sample: Sample, store: str) -> None:
+    """Refuse a sample whose texts are not those the store was made for: by the ids whose
+    text changed, or the ids gone or new. The order of the rows may change."""
+    old = {i: h for i, h in stored}
+    new = {i: h for i, h in sample.fingerprint()}
+    changed = [i for i in sample.ids if i in old and old[i] != new[i]]
+    if changed:
+        raise DataError(
+            f"{store}: the text of {_some(changed)} in {sample.path} changed since the store "
+            "was made (codes given to the old text would stand beside the new one); restore "
+            "those texts, or use a new --store"
+        )
+    gone, added = [i for i in old if i not in new], [i for i in sample.ids if i not in old]
+    if gone or added:
+        what = "; ".join(
+            part
+            for part in (
+                f"{_some(gone)} not in it" if gone else "",
+                f"{_some(added)} new" if added else "",
+            )
+            if part
+        )
+        raise DataError(
+            f"{store}: made for another sample than {sample.path} ({what}); use the sample it "
+            "was made for, or a new --store"
+        )
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    """`ids '3', '7' (and 12 more)`."""
+    head = ", ".join(repr(i) for i in ids[:shown])
+    more = f" (and {len(ids) - shown} more)" if len(ids) > shown else ""
+    return f"id{'s' if len(ids) > 1 else ''} {head}{more}"

@@ -39,11 +39,22 @@ CREATE TABLE IF NOT EXISTS items (
     note TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL,
     PRIMARY KEY (coder, item)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resolved (
+    item TEXT NOT NULL, variable TEXT NOT NULL, value TEXT NOT NULL, updated TEXT NOT NULL,
+    PRIMARY KEY (item, variable)
+) WITHOUT ROWID;
 """
 
+_NEW_REVISION = (  # after every change, so what is computed on the codes is redone
+    "INSERT INTO meta VALUES ('revision', '1') ON CONFLICT(key) "
+    "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+)
 DONE = "done"
 SKIPPED = "skipped"
 TOKEN_BYTES = 32  # secrets.token_urlsafe: 43 characters
+TABLES = frozenset({"meta", "coders", "codes", "items", "resolved"})
+COMPANIONS = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
+OWNER_ONLY = 0o600
 
 
 def new_token() -> str:
@@ -55,6 +66,34 @@ def default_store_path(sample: str | Path) -> Path:
     """`SAMPLE.annotate.sqlite` beside the sample."""
     p = Path(sample)
     return p.with_name(p.name + ".annotate.sqlite")
+
+
+def create_private(path: Path) -> None:
+    """Create the store readable by its owner only, if it is not there; SQLite gives the
+    `-wal` and `-shm` it creates beside it the store's own mode."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, OWNER_ONLY))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot create the store: {exc.strerror}") from None
+
+
+def tighten(path: Path) -> None:
+    """Make an existing store and SQLite's files beside it readable by their owner only."""
+    for name in (path, *(path.with_name(path.name + s) for s in COMPANIONS)):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, OWNER_ONLY)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DataError(f"{name}: cannot make it readable by its owner only: {exc}") from None
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {str(r[0]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -83,18 +122,24 @@ class HumanStore:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise DataError(f"{self.path}: the folder {self.path.parent} does not exist")
-        new = not self.path.exists()
+        create_private(self.path)  # it holds the coders' tokens
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+            foreign = _tables(self._db) - TABLES
+            if foreign:  # another program's file: leave it as it is
+                self._db.close()
+                raise DataError(
+                    f"{self.path}: not an annotation store (it holds the tables "
+                    f"{', '.join(sorted(foreign))}); give --store a new file"
+                )
+            tighten(self.path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{self.path}: not an annotation store: {exc}") from None
-        if new:
-            os.chmod(self.path, 0o600)  # it holds the coders' tokens
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -167,10 +212,7 @@ class HumanStore:
                 "ON CONFLICT(coder, item) DO UPDATE SET updated = excluded.updated",
                 (coder, item, now),
             )
-            db.execute(
-                "INSERT INTO meta VALUES ('revision', '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-            )
+            db.execute(_NEW_REVISION)
             marks: tuple[tuple[str, str | int | None], ...] = (
                 ("status", save.status),
                 ("note", save.note),
@@ -182,6 +224,27 @@ class HumanStore:
                         f"UPDATE items SET {column} = ? WHERE coder = ? AND item = ?",
                         (mark, coder, item),
                     )
+
+    def resolve(self, item: str, variable: str, value: str) -> None:
+        """Keep the admin's code for a text the coders tied on ('' takes it back)."""
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        with self._write() as db:
+            if value:
+                db.execute(
+                    "INSERT INTO resolved VALUES (?, ?, ?, ?) ON CONFLICT(item, variable) "
+                    "DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                    (item, variable, value, now),
+                )
+            else:
+                db.execute("DELETE FROM resolved WHERE item = ? AND variable = ?", (item, variable))
+            db.execute(_NEW_REVISION)
+
+    def resolutions(self) -> dict[str, dict[str, str]]:
+        """The admin's codes for tied texts: variable -> text -> code."""
+        out: dict[str, dict[str, str]] = {}
+        for item, variable, value in self._read("SELECT item, variable, value FROM resolved"):
+            out.setdefault(str(variable), {})[str(item)] = str(value)
+        return out
 
     def codes_of(self, coder: str, item: str) -> dict[str, str]:
         """One coder's codes for one text, by variable."""

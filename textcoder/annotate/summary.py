@@ -16,13 +16,14 @@ from ..evaluate.columns import label_column
 from .agreement import Estimate, Reliability, majority, reliability
 from .export import coder_codes
 from .sample import Sample
-from .store import DONE, SKIPPED, HumanStore
+from .store import DONE, SKIPPED, HumanStore, ItemState
 
 if TYPE_CHECKING:
     from ..evaluate.metrics import Sample as EvalSample
 
 MODEL_METRICS = ("accuracy", "macro_f1", "cohen_kappa", "krippendorff_alpha")
 MAJORITY = "majority"
+MIN_TEXTS = 10  # figures on fewer texts are shown greyed out: too few to read much into
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Disagreement:
     item: str
     text: str
     codes: dict[str, dict[str, str]]  # variable -> coder -> code, where coders differ
+    notes: dict[str, str]  # coder -> note, for the coders who wrote one
+    unsure: list[str]  # the coders who marked the text unsure
+    tied: dict[str, str]  # variable -> the admin's resolution ('' none yet), where coders tied
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Summary:
     reliability: list[Reliability]
     model: list[ModelAgreement]
     disagreements: list[Disagreement]
+    ties: dict[str, int]  # variable -> texts whose majority code is a tie
+    resolved: dict[str, int]  # variable -> tied texts the admin has given a code
 
 
 def summarise(
@@ -87,6 +93,7 @@ def summarise(
         )
     stored = store.all_codes()
     by_var = {v.name: coder_codes(v, stored.get(v.name, {}), states) for v in book.variables}
+    resolved = store.resolutions()
     rel = [
         r
         for v in book.variables
@@ -96,9 +103,29 @@ def summarise(
         m
         for v in book.variables
         if not v.multi and label_column(v.name) in sample.frame.columns
-        for m in model_agreement(book, v, sample, by_var[v.name], coders, resamples, seed)
+        for m in model_agreement(
+            book, v, sample, by_var[v.name], coders, resolved.get(v.name, {}), resamples, seed
+        )
     ]
-    return Summary(coders, progress, rel, model, disagreements(book, sample, by_var, coders))
+    ties = {v.name: tied_texts(v, by_var[v.name], coders, sample.ids) for v in book.variables}
+    return Summary(
+        coders,
+        progress,
+        rel,
+        model,
+        disagreements(book, sample, by_var, coders, states, ties, resolved),
+        {name: len(items) for name, items in ties.items()},
+        {name: len(set(items) & set(resolved.get(name, {}))) for name, items in ties.items()},
+    )
+
+
+def tied_texts(
+    var: Variable, codes: dict[str, dict[str, str]], coders: list[str], ids: list[str]
+) -> list[str]:
+    """The texts the coders tie on (no majority code)."""
+    return [
+        i for i in ids if majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[1]
+    ]
 
 
 def model_agreement(
@@ -107,6 +134,7 @@ def model_agreement(
     sample: Sample,
     codes: dict[str, dict[str, str]],
     coders: list[str],
+    resolved: dict[str, str],
     resamples: int,
     seed: int,
 ) -> list[ModelAgreement]:
@@ -117,8 +145,11 @@ def model_agreement(
     from ..evaluate.bootstrap import bootstrap
 
     golds = {c: [codes.get(c, {}).get(i, "") for i in sample.ids] for c in coders}
+    given = [[codes[c][i] for c in coders if i in codes.get(c, {})] for i in sample.ids]
     golds[MAJORITY] = [
-        majority(var, [codes[c][i] for c in coders if i in codes.get(c, {})])[0] for i in sample.ids
+        "" if len(g) < 2 else resolved.get(i, "") if tie else code
+        for i, g in zip(sample.ids, given, strict=True)
+        for code, tie in [majority(var, g)]
     ]
     gold_col = "\x00gold"  # a name no table column has
     out = []
@@ -165,9 +196,17 @@ def _estimate(value: float, ci: tuple[float, float] | None) -> Estimate:
 
 
 def disagreements(
-    book: Codebook, sample: Sample, by_var: dict[str, dict[str, dict[str, str]]], coders: list[str]
+    book: Codebook,
+    sample: Sample,
+    by_var: dict[str, dict[str, dict[str, str]]],
+    coders: list[str],
+    states: dict[str, dict[str, ItemState]],
+    ties: dict[str, list[str]],
+    resolved: dict[str, dict[str, str]],
 ) -> list[Disagreement]:
-    """The texts where two coders gave one variable different codes, in sample order."""
+    """The texts where two coders gave one variable different codes, in sample order, with
+    the coders' notes and unsure marks on them."""
+    tie_sets = {v: set(items) for v, items in ties.items()}
     out = []
     for item in sample.ids:
         differ: dict[str, dict[str, str]] = {}
@@ -178,7 +217,11 @@ def disagreements(
             if len(set(given.values())) > 1:
                 differ[var.name] = given
         if differ:
-            out.append(Disagreement(item, sample.text(item), differ))
+            marks = {c: states.get(c, {}).get(item, ItemState()) for c in coders}
+            notes = {c: m.note for c, m in marks.items() if m.note}
+            unsure = [c for c, m in marks.items() if m.unsure]
+            tied = {v: resolved.get(v, {}).get(item, "") for v in differ if item in tie_sets[v]}
+            out.append(Disagreement(item, sample.text(item), differ, notes, unsure, tied))
     return out
 
 
