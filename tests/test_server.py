@@ -510,7 +510,7 @@ BAD: list[tuple[dict[str, Any], str | None]] = [
             "messages": MSG,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "a", "schema": {"type": "integer", "minimum": 3}},
+                "json_schema": {"name": "a", "schema": {"type": "integer", "multipleOf": 3}},
             },
         },
         "response_format.json_schema.schema",
