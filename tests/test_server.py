@@ -801,7 +801,8 @@ def test_completions_generate_and_refuse(client: OpenAI, http: httpx.Client) -> 
     assert choice.logprobs is not None and len(choice.logprobs.tokens or []) <= 4
     for body, param in [
         ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-        ({"prompt": "x", "stream": True}, "stream"),
+        ({"prompt": "x", "stream": True, "prompt_logprobs": 1}, "prompt_logprobs"),
+        ({"prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),
         ({"prompt": [], "echo": True}, "prompt"),
         ({"prompt": "x", "logprobs": 21}, "logprobs"),
     ]:

@@ -74,6 +74,7 @@ class CompletionRequest(BaseModel):
     seed: Annotated[int, Field(ge=-INT64, lt=INT64)] | None = None
     stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
     stream: bool | None = None
+    stream_options: StreamOptions | None = None
     echo: bool | None = None
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     prompt_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
@@ -101,8 +102,10 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         req = CompletionRequest.model_validate_json(body)
     except ValidationError as exc:
         raise _from_validation(exc) from None
-    if req.stream:
-        raise bad_request("stream is not supported on /v1/completions by this server", "stream")
+    if req.stream and req.prompt_logprobs is not None:
+        raise bad_request("prompt_logprobs is not supported with stream", "prompt_logprobs")
+    if req.stream_options is not None and not req.stream:
+        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
     if req.suffix:
         raise unsupported("suffixes (insertion)", "suffix")
     if req.best_of is not None and req.best_of != (req.n or 1):
