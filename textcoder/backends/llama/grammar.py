@@ -33,6 +33,8 @@ ENFORCED = {
 }  # fmt: skip
 #: `format` values the converter turns into a grammar
 FORMATS = {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
+#: a character of a JSON string: unescaped but for quotes, backslashes and control characters
+JSON_CHAR = r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SCHEMA_PARAM = "response_format.json_schema.schema"
 
@@ -169,15 +171,24 @@ def _local_ref(root: Any, ref: str) -> Any:
     return node
 
 
-def schema_grammar(schema: dict[str, Any]) -> str:
-    """GBNF (root rule `root`) for a JSON schema that `check_schema` accepted."""
+def schema_grammar(
+    schema: dict[str, Any], name: str = "", rules: dict[str, str] | None = None
+) -> str:
+    """GBNF for a JSON schema that `check_schema` accepted: its rule is `root`, or `name`
+    when given, with `rules` (name -> body, among them `root`) added around it."""
     from llama_cpp import llama_grammar
 
     reserved: Any = llama_grammar.RESERVED_NAMES
     base: Any = llama_grammar.SchemaConverter
 
     class Converter(base):  # type: ignore[misc]
-        """llama-cpp-python's converter, plus unique enum arrays as ordered subsets."""
+        """llama-cpp-python's converter, plus numeric bounds, patterns, unique enum arrays
+        as ordered subsets, and no raw control characters in strings (invalid JSON)."""
+
+        def _add_primitive(self, name: str, rule: Any) -> Any:
+            if name == "char":
+                rule = llama_grammar.BuiltinRule(JSON_CHAR, [])
+            return super()._add_primitive(name, rule)
 
         def visit(self, node: Any, name: str) -> Any:
             rule_name = name + "-" if name in reserved else name or "root"
@@ -204,7 +215,9 @@ def schema_grammar(schema: dict[str, Any]) -> str:
             prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
         )
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
-        converter.visit(resolved, "")
+        converter.visit(resolved, name)
+        for rule, body in (rules or {}).items():
+            converter._add_rule(rule, body)
         return str(converter.format_grammar())
     except Unenforceable as exc:
         raise _unsupported(f"JSON Schema keyword {exc.keyword!r}: {exc.detail}") from None
