@@ -102,7 +102,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
     try:
         req = CompletionRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise validation_error(exc) from None
     if req.stream and req.prompt_logprobs is not None:
         raise bad_request("prompt_logprobs is not supported with stream", "prompt_logprobs")
     if req.stream_options is not None and not req.stream:
@@ -123,7 +123,7 @@ def parse_tokenize_request(body: bytes) -> TokenizeRequest:
     try:
         req = TokenizeRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise validation_error(exc) from None
     if (req.prompt is None) == (req.messages is None):
         raise bad_request("give exactly one of prompt and messages", "prompt")
     return req
@@ -146,7 +146,7 @@ def parse_request(body: bytes) -> ChatRequest:
     try:
         req = ChatRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise validation_error(exc) from None
     extra = req.model_extra or {}
     for key, feature in UNSUPPORTED.items():
         value = extra.get(key)
@@ -232,7 +232,8 @@ def _text_part(part: dict[str, Any], where: str) -> str:
     raise bad_request(f"{where}.type must be 'text', got {kind!r}", f"{where}.type")
 
 
-def _from_validation(exc: ValidationError) -> APIError:
+def validation_error(exc: ValidationError) -> APIError:
+    """pydantic's first error as a 400 naming the field (never a 422)."""
     errors = exc.errors(include_url=False)
     # of a union's failed members, the one that says most: a bound, not "not a string"
     err = min(errors, key=lambda e: (e["type"].endswith("_type"), errors.index(e)))
