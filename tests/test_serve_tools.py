@@ -207,3 +207,20 @@ def test_bad_tool_requests_name_the_field(client: OpenAI, extra: dict[str, Any],
     with pytest.raises(BadRequestError) as err:
         client.chat.completions.create(model="smollm2", **body)
     assert err.value.param == param, err.value.message
+
+
+def test_streamed_auto_text_answer_is_the_whole_answer(client: OpenAI) -> None:
+    body: Any = dict(model="smollm2", messages=ASK, tools=TOOLS, temperature=0, max_tokens=12,
+                     logprobs=True)  # fmt: skip
+    whole = client.chat.completions.create(**body)
+    chunks = list(client.chat.completions.create(**body, stream=True))
+    deltas = [c.choices[0].delta for c in chunks]
+    assert deltas[0].role == "assistant"
+    text = "".join(d.content or "" for d in deltas)
+    message = whole.choices[0].message
+    if message.tool_calls is None:
+        assert text == message.content and not any(d.tool_calls for d in deltas)
+        assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    streamed = [t.token for c in chunks if c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content or []]  # fmt: skip
+    assert streamed == [t.token for t in whole.choices[0].logprobs.content or []]  # type: ignore[union-attr]

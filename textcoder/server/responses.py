@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -18,7 +18,7 @@ from ..backends.llama.grammar import InvalidRequest
 from ..backends.llama.request import Prepared
 from .chat import prepare_chat
 from .errors import APIError
-from .http import authorize, check_model, read_body
+from .http import DisconnectWatch, authorize, check_model, read_body
 from .responses_input import (
     LOGPROBS,
     ResponsesRequest,
@@ -56,8 +56,11 @@ async def responses(request: Request, state: ServerState) -> Response:
     if req.stream:
         return StreamingResponse(_framed(events), media_type="text/event-stream",
                                  headers=SSE_HEADERS)  # fmt: skip
-    async for _ in events:  # the same steps as a stream, the events dropped
-        pass
+    async with DisconnectWatch(request) as gone:
+        async for _ in events:  # the same steps as a stream, the events dropped
+            if gone.is_set():  # nobody is there to read it: free the engine
+                await events.aclose()
+                return Response(status_code=499)
     return JSONResponse(builder.response())
 
 
@@ -80,7 +83,7 @@ def _base(req: ResponsesRequest, state: ServerState) -> dict[str, Any]:
 
 
 async def _events(state: ServerState, p: Prepared, builder: ResponseBuilder
-                  ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+                  ) -> AsyncGenerator[dict[str, Any], None]:  # fmt: skip
     def job(cache: PromptCache, cancel: threading.Event, emit: Emit) -> int:
         return generate_choices(cache, p.prompt, p.sampling, 1, p.seed, emit, cancel)
 
