@@ -4,12 +4,15 @@ the 400 where it cannot: driven through the unchanged `openai` client."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
 import pytest
 from openai import BadRequestError, OpenAI
 from pydantic import BaseModel, Field
+
+from textcoder.backends.llama.schema_rules import int_range, number_range
 
 MESSAGES: Any = [{"role": "user", "content": "Code this text: 'Great service!' as JSON."}]
 
@@ -67,3 +70,41 @@ def test_unenforceable_keywords_are_named_with_their_path(
     schema = {"type": "object", "properties": {"x": {"anyOf": [prop, {"type": "null"}]}}}
     message = _refused(client, schema)
     assert keyword in message and "#/properties/x/anyOf/0" in message
+
+
+def _regex(gbnf: str) -> re.Pattern[str]:
+    """The digit grammars `schema_rules` writes (literals, classes, groups, counts) as a regex."""
+    return re.compile(re.sub(r'"([^"]*)"', lambda m: re.escape(m.group(1)), gbnf).replace(" ", ""))
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [(-12, 345), (0, 1), (5, None), (None, -3), (-1000, -999), (7, 7), (19, 2001), (None, None)],
+)
+def test_integer_bounds_allow_exactly_the_range(lo: int | None, hi: int | None) -> None:
+    rule = _regex(int_range(lo, hi))
+    for v in range(-2500, 2500):
+        assert bool(rule.fullmatch(str(v))) == ((lo is None or v >= lo) and (hi is None or v <= hi))
+    assert not rule.fullmatch("007") and not rule.fullmatch("-0")
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [((0, False), (1, False)), ((-3, True), (0, True)), ((0, True), None), (None, (-2, False)),
+     ((-1, False), (2, True)), ((1, False), (1, False))],
+)  # fmt: skip
+def test_number_bounds_allow_only_numbers_in_range(
+    lo: tuple[int, bool] | None, hi: tuple[int, bool] | None
+) -> None:
+    rule = _regex(number_range(lo, hi))
+
+    def inside(x: float) -> bool:
+        ok_lo = lo is None or (x > lo[0] if lo[1] else x >= lo[0])
+        return ok_lo and (hi is None or (x < hi[0] if hi[1] else x <= hi[0]))
+
+    texts = [f"{v / 8:g}" for v in range(-40, 41)] + ["1.0", "1.000", "0.0", "-0.5", "2.25"]
+    for text in texts:
+        if rule.fullmatch(text):
+            assert inside(float(text)), text  # never a number outside the bounds
+        elif "e" not in text:
+            assert not inside(float(text)) or text.startswith("-0"), text  # nothing inside lost

@@ -100,7 +100,7 @@ async def stream_chat(
     """The answer as chunks (text, or tool-call deltas when `plan` lets the model call)."""
 
     def job(cache: PromptCache, cancel: threading.Event, emit: Emit) -> int:
-        return generate_choices(cache, p.prompt, p.sampling, p.n, p.seed, emit, cancel)
+        return int(_generate(p, emit)(cache, cancel))
 
     head = {**head, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
     readers = [ToolDeltas() for _ in range(p.n)] if plan is not None else None
