@@ -46,3 +46,11 @@ def test_instructor_default_mode(serve_url: str) -> None:
     )  # fmt: skip
     assert isinstance(coding, Coding)
     assert raw.choices[0].finish_reason == "tool_calls"
+
+
+def test_langchain_legacy_completion_stream(serve_url: str) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.OpenAI(base_url=serve_url, api_key="none", model="smollm2",
+                                  temperature=0, max_tokens=8, max_retries=0)  # fmt: skip
+    pieces = list(llm.stream("The capital of France is"))
+    assert len(pieces) > 1 and "".join(pieces) == llm.invoke("The capital of France is")
