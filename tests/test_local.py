@@ -118,8 +118,8 @@ def test_unique_enum_array_and_refused_keywords_in_the_backend(local_backend) ->
         got = json.loads(c.text)["frames"]
         assert c.finish_reason == "stop" and len(got) == len(set(got)) <= len(FRAMES)
     bad = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer",
-                                                                          "minimum": 3}}}  # fmt: skip
-    with pytest.raises(RequestError, match="minimum"):
+                                                                          "multipleOf": 3}}}  # fmt: skip
+    with pytest.raises(RequestError, match="multipleOf"):
         local_backend.complete_sync(messages, CompletionParams(extra={"response_format": bad}))
 
 

@@ -510,13 +510,13 @@ BAD: list[tuple[dict[str, Any], str | None]] = [
             "messages": MSG,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "a", "schema": {"type": "integer", "minimum": 3}},
+                "json_schema": {"name": "a", "schema": {"type": "integer", "multipleOf": 3}},
             },
         },
         "response_format.json_schema.schema",
     ),
     ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
-    ({"messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"messages": MSG, "functions": [{"name": "f"}]}, "functions"),
     (
         {
             "messages": [
@@ -528,7 +528,7 @@ BAD: list[tuple[dict[str, Any], str | None]] = [
         },
         "messages[0].content[0]",
     ),
-    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
+    ({"messages": [{"role": "function", "content": "x", "name": "f"}]}, "messages[0].role"),
 ]
 
 
@@ -557,7 +557,7 @@ def test_unsupported_features_say_so(client: OpenAI) -> None:
         client.chat.completions.create(
             model="smollm2",
             messages=MSG,
-            tools=[{"type": "function", "function": {"name": "f"}}],  # type: ignore[arg-type,list-item]
+            functions=[{"name": "f"}],  # type: ignore[arg-type,list-item]
         )
     with pytest.raises(BadRequestError, match="images are not supported"):
         client.chat.completions.create(
@@ -801,7 +801,8 @@ def test_completions_generate_and_refuse(client: OpenAI, http: httpx.Client) -> 
     assert choice.logprobs is not None and len(choice.logprobs.tokens or []) <= 4
     for body, param in [
         ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
-        ({"prompt": "x", "stream": True}, "stream"),
+        ({"prompt": "x", "stream": True, "prompt_logprobs": 1}, "prompt_logprobs"),
+        ({"prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),
         ({"prompt": [], "echo": True}, "prompt"),
         ({"prompt": "x", "logprobs": 21}, "logprobs"),
     ]:

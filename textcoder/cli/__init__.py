@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "agreement with human codes and calibration, with bootstrap intervals",
     "estimate": "count prompt tokens and price a run before sending anything",
     "models": "list local models; pull GGUF models from the Hugging Face Hub",
-    "serve": "serve a local model over OpenAI's Chat Completions API",
+    "serve": "serve a local model over OpenAI's API (chat, responses, completions)",
     "sample": "draw a validation sample (random or stratified) with inclusion probabilities",
     "annotate": "human coding in the browser: a blind sample for several coders, and export",
     "infer": "prevalence and regressions corrected with human codes (model, human, PPI, DSL)",

@@ -1,4 +1,5 @@
-"""`textcoder serve`: the Chat Completions API over a local model, for any OpenAI client."""
+"""`textcoder serve`: OpenAI's Chat Completions, Responses and Completions APIs over a local
+model, for any OpenAI client."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "serve", help="serve a local model over OpenAI's Chat Completions API"
+        "serve", help="serve a local model over OpenAI's API (chat, responses, completions)"
     )
     p.add_argument("--model", "-m", help="a local model alias or GGUF path (default: smollm2)")
     p.add_argument(

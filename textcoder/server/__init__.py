@@ -1,5 +1,5 @@
-"""`textcoder serve`: OpenAI's Chat Completions (and legacy Completions) API over the
-embedded engine, through the same generation path as `LocalBackend`."""
+"""`textcoder serve`: OpenAI's Chat Completions, Responses and legacy Completions APIs over
+the embedded engine, through the same generation path as `LocalBackend`."""
 
 from .app import create_app
 from .state import DEFAULT_MAX_BODY, ServerConfig

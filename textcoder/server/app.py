@@ -1,5 +1,5 @@
-"""The FastAPI app: OpenAI's Chat Completions, legacy Completions and Models routes, and vLLM's
-`/tokenize`, over local engines.
+"""The FastAPI app: OpenAI's Chat Completions, Responses, legacy Completions and Models routes,
+and vLLM's `/tokenize`, over local engines.
 
 Requests are validated on the event loop, then run one at a time on each engine copy in the
 pool's worker threads (a FIFO queue: many clients are all served, none gets an error).
@@ -25,6 +25,7 @@ from .chat import chat_completions
 from .completions import completions, tokenize
 from .errors import APIError, as_api_error
 from .http import authorize, check_model
+from .responses import responses
 from .state import DEFAULT_MAX_BODY, ServerConfig, ServerState
 
 __all__ = ["DEFAULT_MAX_BODY", "ServerConfig", "create_app"]
@@ -53,6 +54,10 @@ def create_app(engines: LocalEngine | Sequence[LocalEngine], config: ServerConfi
     @app.post("/v1/completions")
     async def legacy(request: Request) -> Response:
         return await completions(request, state)
+
+    @app.post("/v1/responses")
+    async def respond(request: Request) -> Response:
+        return await responses(request, state)
 
     @app.post("/tokenize")
     async def tokens(request: Request) -> Response:

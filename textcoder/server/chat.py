@@ -3,8 +3,7 @@ path as `LocalBackend.complete`), the answer as OpenAI's JSON or server-sent eve
 
 from __future__ import annotations
 
-import asyncio
-import json
+import dataclasses
 import threading
 import time
 import uuid
@@ -19,18 +18,19 @@ from ..backends.llama.generate import (
     Cancelled,
     Delta,
     Event,
+    Finished,
     PromptCache,
     TokenOut,
     fold,
     generate_choices,
 )
 from ..backends.llama.request import ChatParams, Prepared, prepare
-from .errors import APIError, as_api_error
+from .errors import bad_request
 from .http import DisconnectWatch, authorize, check_model, read_body
 from .schemas import parse_request, template_messages
 from .state import ServerState
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from .streaming import SSE_HEADERS, Done, Emit, emitted, framed, sse
+from .tools import ToolDeltas, ToolPlan, answer_message, tool_plan, with_tools_note
 
 
 async def chat_completions(request: Request, state: ServerState) -> Response:
@@ -38,7 +38,8 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     authorize(request, state.config.api_key)
     req = parse_request(await read_body(request, state.config.max_body_bytes))
     check_model(req.model, state.names)
-    p = prepare(state.engine, template_messages(req), ChatParams.from_fields(req.model_dump()))
+    plan = tool_plan(req.model_extra or {})
+    p = prepare_chat(state, req.model_dump(), template_messages(req), plan)
     head = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "created": int(time.time()),
@@ -48,7 +49,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     }
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = stream_chat(state, p, head, include_usage)
+        events = framed(stream_chat(state, p, head, include_usage, plan))
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     got: list[Event] = []
     try:
@@ -56,23 +57,30 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
             cached = await state.pool.run(_generate(p, got.append), cancel)
     except Cancelled:
         return Response(status_code=499)  # nobody is there to read it
-    choices = fold(got, p.n)
-    body = {
-        **head,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": c.text, "refusal": None},
-                "logprobs": logprobs_json(c.tokens) if p.logprobs else None,
-                "finish_reason": c.finish_reason,
-            }
-            for i, c in enumerate(choices)
-        ],
-        "usage": usage(len(p.prompt), sum(c.completion_tokens for c in choices), cached),
-    }
+    outs = fold(got, p.n)
+    choices = []
+    for i, c in enumerate(outs):
+        message, finish = answer_message(c.text, c.finish_reason, plan)
+        choices.append({"index": i, "message": message, "finish_reason": finish,
+                        "logprobs": logprobs_json(c.tokens) if p.logprobs else None})  # fmt: skip
+    completion = sum(c.completion_tokens for c in outs)
+    body = {**head, "object": "chat.completion", "choices": choices,
+            "usage": usage(len(p.prompt), completion, cached)}  # fmt: skip
     ChatCompletion.model_validate(body)
     return JSONResponse(body)
+
+
+def prepare_chat(state: ServerState, fields: dict[str, Any], messages: list[dict[str, Any]],
+                 plan: ToolPlan | None) -> Prepared:  # fmt: skip
+    """`prepare` with the tools: shown in the system message, their grammar on the answer."""
+    params = ChatParams.from_fields(fields)
+    if plan is not None:
+        fmt = params.response_format
+        if not plan.required and isinstance(fmt, dict) and fmt.get("type") != "text":
+            raise bad_request("response_format other than text cannot be combined with "
+                              "tools the model may choose not to call", "response_format")  # fmt: skip
+        params = dataclasses.replace(params, grammar=plan.grammar())
+    return prepare(state.engine, with_tools_note(messages, plan), params)
 
 
 def _generate(p: Prepared, emit: Any) -> Any:
@@ -83,46 +91,57 @@ def _generate(p: Prepared, emit: Any) -> Any:
 
 
 async def stream_chat(
-    state: ServerState, p: Prepared, head: dict[str, Any], include_usage: bool
+    state: ServerState,
+    p: Prepared,
+    head: dict[str, Any],
+    include_usage: bool,
+    plan: ToolPlan | None,
 ) -> AsyncIterator[str]:
-    """The answer as chunks, then `data: [DONE]`; an error after the start is an error event."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
-    cancel = threading.Event()
-    task = asyncio.ensure_future(
-        state.pool.run(_generate(p, lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev)),
-                       cancel)
-    )  # fmt: skip
-    task.add_done_callback(lambda _: queue.put_nowait(None))
+    """The answer as chunks (text, or tool-call deltas when `plan` lets the model call)."""
+
+    def job(cache: PromptCache, cancel: threading.Event, emit: Emit) -> int:
+        return int(_generate(p, emit)(cache, cancel))
+
     head = {**head, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
+    readers = [ToolDeltas() for _ in range(p.n)] if plan is not None else None
     completion = 0
-    try:
+    if readers is None:
         for i in range(p.n):
             yield _chunk(head, [_choice(i, {"role": "assistant", "content": ""})])
-        while (ev := await queue.get()) is not None:
-            if isinstance(ev, Delta):
-                lp = logprobs_json(list(ev.tokens)) if p.logprobs else None
-                yield _chunk(head, [_choice(ev.index, {"content": ev.text}, lp)])
-            else:
-                completion += ev.completion_tokens
-                yield _chunk(head, [_choice(ev.index, {}, None, ev.finish_reason)])
-        error = _task_error(task)
-        if error is not None:
-            yield f"data: {json.dumps(error.body())}\n\n"
-        elif include_usage and not task.cancelled():
-            yield _chunk(head, [], usage=usage(len(p.prompt), completion, task.result()))
-        yield "data: [DONE]\n\n"
-    finally:
-        cancel.set()  # a client that went away frees the engine at the next token
-        task.add_done_callback(_task_error)
+    async for ev in emitted(state, job):
+        if isinstance(ev, Done):
+            if include_usage:
+                yield _chunk(head, [], usage=usage(len(p.prompt), completion, ev.result))
+            break
+        if isinstance(ev, Finished):
+            completion += ev.completion_tokens
+        if readers is None:
+            yield _text_chunk(head, ev, p.logprobs)
+        else:
+            for chunk in _tool_chunks(head, ev, readers[ev.index], p.logprobs):
+                yield chunk
 
 
-def _task_error(task: asyncio.Future[Any]) -> APIError | None:
-    """The error a finished generation ended with, as the client should see it (else None)."""
-    exc = None if task.cancelled() else task.exception()
-    if exc is None or isinstance(exc, Cancelled):
-        return None
-    return as_api_error(exc)
+def _text_chunk(head: dict[str, Any], ev: Event, logprobs: bool) -> str:
+    if isinstance(ev, Delta):
+        lp = logprobs_json(list(ev.tokens)) if logprobs else None
+        return _chunk(head, [_choice(ev.index, {"content": ev.text}, lp)])
+    return _chunk(head, [_choice(ev.index, {}, None, ev.finish_reason)])
+
+
+def _tool_chunks(head: dict[str, Any], ev: Event, reader: ToolDeltas, logprobs: bool
+                 ) -> list[str]:  # fmt: skip
+    """A choice's event as chunks when it may call tools (the finish as `tool_calls` when
+    it called)."""
+    delta = reader.delta(ev.text if isinstance(ev, Delta) else "", isinstance(ev, Finished))
+    lp = logprobs_json(list(ev.tokens)) if isinstance(ev, Delta) and logprobs else None
+    out = []
+    if delta is not None or lp is not None:
+        out.append(_chunk(head, [_choice(ev.index, delta or {}, lp)]))
+    if isinstance(ev, Finished):
+        out.append(_chunk(head, [_choice(ev.index, {}, None,
+                                         reader.finish_reason(ev.finish_reason))]))  # fmt: skip
+    return out
 
 
 def _choice(index: int, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
@@ -133,7 +152,7 @@ def _choice(index: int, delta: dict[str, Any], logprobs: Any = None, finish: str
 def _chunk(head: dict[str, Any], choices: list[dict[str, Any]], **extra: Any) -> str:
     body = {**head, "choices": choices, **extra}
     ChatCompletionChunk.model_validate(body)
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    return sse(body)
 
 
 def usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:

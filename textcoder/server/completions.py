@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ..backends.llama import LocalEngine
-from ..backends.llama.echo import Position, PromptScorer
+from ..backends.llama.echo import Position
 from ..backends.llama.generate import Cancelled, ChoiceOut, PromptCache, fold, generate_choices
 from ..backends.llama.request import (
     ChatParams,
@@ -28,7 +28,9 @@ from ..backends.llama.request import (
     render_prompt,
 )
 from .chat import usage
+from .completions_stream import stream_completions
 from .http import DisconnectWatch, authorize, check_model, read_body
+from .legacy_logprobs import echo_row, echo_text, legacy_logprobs, piece_text, scorer, token_row
 from .schemas import (
     CompletionRequest,
     parse_completion_request,
@@ -36,17 +38,6 @@ from .schemas import (
     template_messages,
 )
 from .state import ServerState
-
-_SCORERS: dict[int, PromptScorer] = {}
-_SCORERS_LOCK = threading.Lock()
-
-
-def scorer(engine: LocalEngine) -> PromptScorer:
-    """The engine's prompt scorer, made on first use (a llama.cpp context of its own)."""
-    with _SCORERS_LOCK:
-        if id(engine) not in _SCORERS:
-            _SCORERS[id(engine)] = PromptScorer(engine)
-        return _SCORERS[id(engine)]
 
 
 async def completions(request: Request, state: ServerState) -> Response:
@@ -61,6 +52,8 @@ async def completions(request: Request, state: ServerState) -> Response:
     preps = [prepare_tokens(engine, p, params) for p in prompts]
     k = max(req.logprobs or 0, req.prompt_logprobs or 0)
     score = req.prompt_logprobs is not None or (bool(req.echo) and req.logprobs is not None)
+    if req.stream:
+        return stream_completions(state, req, prompts, preps, k if score else None)
 
     def job(cache: PromptCache, cancel: threading.Event) -> Any:
         scored = scorer(cache.engine).score_sequences(prompts, k) if score else None
@@ -133,9 +126,7 @@ def _choice(
     memo: dict[int, Any],
 ) -> dict[str, Any]:
     pieces = [engine.piece(t) for t in prompt]
-    text = b"".join(pieces).decode("utf-8", errors="replace") if req.echo else ""
-    if req.echo and isinstance(req.prompt, str):
-        text = req.prompt
+    text = echo_text(engine, req.prompt, prompt) if req.echo else ""
     choice: dict[str, Any] = {
         "index": index,
         "text": text + (out.text if out else ""),
@@ -146,12 +137,10 @@ def _choice(
         rows: list[tuple[bytes, float | None, dict[str, float] | None]] = []
         if req.echo and records is not None:
             rows += [
-                _echo_row(engine, p, r, req.logprobs) for p, r in zip(pieces, records, strict=True)
+                echo_row(engine, p, r, req.logprobs) for p, r in zip(pieces, records, strict=True)
             ]
-        for t in out.tokens if out else []:
-            top = {_s(b): lp for _, b, lp in t.top} | {_s(t.piece): t.logprob}
-            rows.append((t.piece, t.logprob, top if req.logprobs else {_s(t.piece): t.logprob}))
-        choice["logprobs"] = _legacy_logprobs(rows)
+        rows += [token_row(t, req.logprobs) for t in (out.tokens if out else [])]
+        choice["logprobs"] = legacy_logprobs(rows)
     if req.prompt_logprobs is not None and records is not None:
         choice["prompt_logprobs"] = [
             memo[id(r)] if id(r) in memo else memo.setdefault(id(r), _vllm_position(engine, r))
@@ -160,44 +149,17 @@ def _choice(
     return choice
 
 
-def _echo_row(engine: LocalEngine, piece: bytes, rec: Position | None, k: int
-              ) -> tuple[bytes, float | None, dict[str, float] | None]:  # fmt: skip
-    if rec is None:
-        return piece, None, None
-    top = {_s(engine.piece(i)): lp for i, lp in rec.top[:k]} | {_s(piece): rec.logprob}
-    return piece, rec.logprob, top
-
-
-def _legacy_logprobs(rows: list[tuple[bytes, float | None, dict[str, float] | None]]
-                     ) -> dict[str, Any]:  # fmt: skip
-    """OpenAI's legacy shape: tokens, token_logprobs, top_logprobs, text_offset."""
-    offsets, at = [], 0
-    for piece, _, _ in rows:
-        offsets.append(at)
-        at += len(_s(piece))
-    return {
-        "tokens": [_s(p) for p, _, _ in rows],
-        "token_logprobs": [lp for _, lp, _ in rows],
-        "top_logprobs": [top for _, _, top in rows],
-        "text_offset": offsets,
-    }
-
-
 def _vllm_position(engine: LocalEngine, rec: Position | None) -> dict[str, Any] | None:
     """vLLM's prompt_logprobs entry: {token id: {logprob, rank, decoded_token}}, the prompt's
     own token and the top k."""
     if rec is None:
         return None
-    entry = {str(i): {"logprob": lp, "rank": r + 1, "decoded_token": _s(engine.piece(i))}
+    entry = {str(i): {"logprob": lp, "rank": r + 1, "decoded_token": piece_text(engine.piece(i))}
              for r, (i, lp) in enumerate(rec.top)}  # fmt: skip
     entry[str(rec.token)] = {
-        "logprob": rec.logprob, "rank": rec.rank, "decoded_token": _s(engine.piece(rec.token))
+        "logprob": rec.logprob, "rank": rec.rank, "decoded_token": piece_text(engine.piece(rec.token))
     }  # fmt: skip
     return entry
-
-
-def _s(piece: bytes) -> str:
-    return piece.decode("utf-8", errors="replace")
 
 
 async def tokenize(request: Request, state: ServerState) -> Response:

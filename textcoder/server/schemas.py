@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..backends.llama.tools import call_text
 from .errors import APIError, bad_request, unsupported
 
 INT64 = 2**63
@@ -74,6 +75,7 @@ class CompletionRequest(BaseModel):
     seed: Annotated[int, Field(ge=-INT64, lt=INT64)] | None = None
     stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
     stream: bool | None = None
+    stream_options: StreamOptions | None = None
     echo: bool | None = None
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     prompt_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
@@ -100,9 +102,11 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
     try:
         req = CompletionRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
-    if req.stream:
-        raise bad_request("stream is not supported on /v1/completions by this server", "stream")
+        raise validation_error(exc) from None
+    if req.stream and req.prompt_logprobs is not None:
+        raise bad_request("prompt_logprobs is not supported with stream", "prompt_logprobs")
+    if req.stream_options is not None and not req.stream:
+        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
     if req.suffix:
         raise unsupported("suffixes (insertion)", "suffix")
     if req.best_of is not None and req.best_of != (req.n or 1):
@@ -119,7 +123,7 @@ def parse_tokenize_request(body: bytes) -> TokenizeRequest:
     try:
         req = TokenizeRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise validation_error(exc) from None
     if (req.prompt is None) == (req.messages is None):
         raise bad_request("give exactly one of prompt and messages", "prompt")
     return req
@@ -127,17 +131,14 @@ def parse_tokenize_request(body: bytes) -> TokenizeRequest:
 
 #: fields whose features this server does not offer: (field, what to call them)
 UNSUPPORTED = {
-    "tools": "tools",
-    "tool_choice": "tools",
-    "parallel_tool_calls": "tools",
-    "functions": "functions",
+    "functions": "functions (use tools)",
     "function_call": "functions",
     "audio": "audio outputs",
     "prediction": "predicted outputs",
     "web_search_options": "web search options",
 }
 
-ROLES = ("system", "developer", "user", "assistant")
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def parse_request(body: bytes) -> ChatRequest:
@@ -145,11 +146,11 @@ def parse_request(body: bytes) -> ChatRequest:
     try:
         req = ChatRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc) from None
+        raise validation_error(exc) from None
     extra = req.model_extra or {}
     for key, feature in UNSUPPORTED.items():
         value = extra.get(key)
-        if value not in (None, [], False) and not (key == "tool_choice" and value == "none"):
+        if value not in (None, [], False):
             raise unsupported(feature, key)
     modalities = extra.get("modalities")
     if isinstance(modalities, list) and any(m != "text" for m in modalities):
@@ -170,14 +171,20 @@ def template_messages(req: ChatRequest | TokenizeRequest) -> list[dict[str, str]
 
 def _message(m: ChatMessage, i: int) -> dict[str, str]:
     where = f"messages[{i}]"
-    if m.role in ("tool", "function"):
-        raise unsupported("tool messages", f"{where}.role")
+    if m.role == "function":
+        raise unsupported("function messages (use tool messages)", f"{where}.role")
     if m.role not in ROLES:
         raise bad_request(f"invalid role {m.role!r}: one of {', '.join(ROLES)}", f"{where}.role")
     extra = m.model_extra or {}
-    for key in ("tool_calls", "function_call", "audio"):
+    for key in ("function_call", "audio"):
         if extra.get(key):
-            raise unsupported("tool calls" if key != "audio" else "audio", f"{where}.{key}")
+            raise unsupported("function calls" if key != "audio" else "audio", f"{where}.{key}")
+    if m.role == "tool" and not isinstance(extra.get("tool_call_id"), str):
+        raise bad_request(f"{where}.tool_call_id is required for role 'tool'",
+                          f"{where}.tool_call_id")  # fmt: skip
+    calls = extra.get("tool_calls") if m.role == "assistant" else None
+    if calls and not isinstance(calls, list):
+        raise bad_request(f"{where}.tool_calls must be a list", f"{where}.tool_calls")
     if m.content is None:
         if m.role != "assistant":
             raise bad_request(
@@ -188,8 +195,23 @@ def _message(m: ChatMessage, i: int) -> dict[str, str]:
         text = m.content
     else:
         text = "\n".join(_text_part(p, f"{where}.content[{j}]") for j, p in enumerate(m.content))
+    if calls:  # earlier calls, written as the model writes them
+        blocks = [_history_call(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(calls)]
+        text = "\n".join([text, *blocks] if text else blocks)
     role = "system" if m.role == "developer" else m.role
     return {"role": role, "content": text}
+
+
+def _history_call(call: Any, where: str) -> str:
+    """A call the assistant made earlier, written as the model writes calls."""
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise bad_request(f"{where}.function.name is required", f"{where}.function.name")
+    args = fn.get("arguments", "")
+    if not isinstance(args, str):
+        raise bad_request(f"{where}.function.arguments must be a string",
+                          f"{where}.function.arguments")  # fmt: skip
+    return call_text(fn["name"], args)
 
 
 def _text_part(part: dict[str, Any], where: str) -> str:
@@ -210,7 +232,8 @@ def _text_part(part: dict[str, Any], where: str) -> str:
     raise bad_request(f"{where}.type must be 'text', got {kind!r}", f"{where}.type")
 
 
-def _from_validation(exc: ValidationError) -> APIError:
+def validation_error(exc: ValidationError) -> APIError:
+    """pydantic's first error as a 400 naming the field (never a 422)."""
     errors = exc.errors(include_url=False)
     # of a union's failed members, the one that says most: a bound, not "not a string"
     err = min(errors, key=lambda e: (e["type"].endswith("_type"), errors.index(e)))

@@ -2,9 +2,10 @@
 
 llama.cpp's JSON-schema converter silently ignores keywords it does not know (numeric bounds,
 `not`, `uniqueItems`, ...), which would return JSON that does not validate; so the schema is
-checked first and any keyword outside what the grammar enforces is refused by name. An array
-of enum values with `uniqueItems` is enforced here: the grammar allows the values in the
-enum's order, each at most once (an ordered subset), between minItems and maxItems of them.
+checked first and any keyword outside what the grammar enforces is refused by name and path.
+Enforced here on top of the converter: numeric bounds and `pattern` (`schema_rules`), and an
+array of enum values with `uniqueItems` (the values in the enum's order, each at most once,
+between minItems and maxItems of them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._exceptions import RequestError
+from .schema_rules import BOUNDS, Unenforceable, numeric_rule, rewrite_pattern
 
 if TYPE_CHECKING:
     from .engine import LocalEngine
@@ -27,10 +29,12 @@ ENFORCED = {
     "minItems", "maxItems", "uniqueItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
     "$defs", "definitions", "pattern", "minLength", "maxLength", "format",
     "title", "description", "default", "examples", "$schema", "$id", "$comment",
-    "strict", "deprecated", "readOnly", "writeOnly",
+    "strict", "deprecated", "readOnly", "writeOnly", *BOUNDS,
 }  # fmt: skip
 #: `format` values the converter turns into a grammar
 FORMATS = {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
+#: a character of a JSON string: unescaped but for quotes, backslashes and control characters
+JSON_CHAR = r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SCHEMA_PARAM = "response_format.json_schema.schema"
 
@@ -120,6 +124,16 @@ def _check_keyword(node: dict[str, Any], key: str, value: Any, path: str, root: 
         )
     if key == "$ref" and not (isinstance(value, str) and value.startswith("#/")):
         raise _unsupported(f"only local $ref (#/...) are supported, got {value!r} at {path}")
+    try:
+        if key in BOUNDS:
+            numeric_rule(node)
+        elif key == "pattern" and isinstance(value, str):
+            rewrite_pattern(value)
+    except Unenforceable as exc:
+        raise _unsupported(
+            f"JSON Schema keyword {exc.keyword!r} at {path} cannot be enforced by this "
+            f"server: {exc.detail}"
+        ) from None
     if key == "uniqueItems" and value is True and _enum_items(node, root) is None:
         raise _unsupported(
             f"JSON Schema keyword 'uniqueItems' at {path} can be enforced only on an array "
@@ -157,23 +171,40 @@ def _local_ref(root: Any, ref: str) -> Any:
     return node
 
 
-def schema_grammar(schema: dict[str, Any]) -> str:
-    """GBNF (root rule `root`) for a JSON schema that `check_schema` accepted."""
+def schema_grammar(
+    schema: dict[str, Any], name: str = "", rules: dict[str, str] | None = None
+) -> str:
+    """GBNF for a JSON schema that `check_schema` accepted: its rule is `root`, or `name`
+    when given, with `rules` (name -> body, among them `root`) added around it."""
     from llama_cpp import llama_grammar
 
     reserved: Any = llama_grammar.RESERVED_NAMES
     base: Any = llama_grammar.SchemaConverter
 
     class Converter(base):  # type: ignore[misc]
-        """llama-cpp-python's converter, plus unique enum arrays as ordered subsets."""
+        """llama-cpp-python's converter, plus numeric bounds, patterns, unique enum arrays
+        as ordered subsets, and no raw control characters in strings (invalid JSON)."""
+
+        def _add_primitive(self, name: str, rule: Any) -> Any:
+            if name == "char":
+                rule = llama_grammar.BuiltinRule(JSON_CHAR, [])
+            return super()._add_primitive(name, rule)
 
         def visit(self, node: Any, name: str) -> Any:
+            rule_name = name + "-" if name in reserved else name or "root"
+            if isinstance(node, dict) and (bounded := numeric_rule(node)) is not None:
+                return self._add_rule(rule_name, f"{bounded} space")
+            if (
+                isinstance(node, dict)
+                and node.get("type", "string") == "string"
+                and (isinstance(node.get("pattern"), str))
+            ):
+                return self._visit_pattern(rewrite_pattern(node["pattern"]), rule_name)
             values = _enum_items(node, None, self._refs) if isinstance(node, dict) else None
             if values is None or node.get("uniqueItems") is not True:
                 return super().visit(node, name)
             texts = dict.fromkeys(json.dumps(v) for v in values)
             literals = [self._format_literal(t) for t in texts]
-            rule_name = name + "-" if name in reserved else name or "root"
             body = ordered_subsets(
                 self, rule_name, literals, node.get("minItems", 0), node.get("maxItems")
             )
@@ -184,8 +215,12 @@ def schema_grammar(schema: dict[str, Any]) -> str:
             prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
         )
         resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
-        converter.visit(resolved, "")
+        converter.visit(resolved, name)
+        for rule, body in (rules or {}).items():
+            converter._add_rule(rule, body)
         return str(converter.format_grammar())
+    except Unenforceable as exc:
+        raise _unsupported(f"JSON Schema keyword {exc.keyword!r}: {exc.detail}") from None
     except (ValueError, AssertionError, KeyError, TypeError, RecursionError) as exc:
         raise _unsupported(f"cannot make a grammar of this JSON Schema: {exc}") from None
 

@@ -36,6 +36,8 @@ class ChatParams:
     logprobs: bool = False
     top_logprobs: int = 0
     response_format: Any = None
+    #: GBNF the answer must follow, set by the caller (tool calls); wins over response_format
+    grammar: str | None = None
 
     @classmethod
     def from_fields(cls, body: Mapping[str, Any]) -> ChatParams:
@@ -134,7 +136,7 @@ def prepare(
 def prepare_tokens(engine: LocalEngine, prompt: list[int], params: ChatParams) -> Prepared:
     """`prepare` for a prompt already tokenized (legacy Completions)."""
     check_context(engine, len(prompt), params.max_tokens)
-    gbnf, _schema = response_format_grammar(params.response_format)
+    gbnf = params.grammar or response_format_grammar(params.response_format)[0]
     if gbnf is not None:
         check_grammar(engine, gbnf)
     sampling = SamplingParams(
