@@ -81,7 +81,7 @@ class EnginePaths:
                     batch.close()  # type: ignore[no-untyped-call]
                 return out
             finally:
-                ctx.close()  # type: ignore[no-untyped-call]
+                ctx.close()
 
 
 def supported_range() -> str:
