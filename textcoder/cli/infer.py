@@ -53,6 +53,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--family", choices=["gaussian", "binomial"], default="gaussian", help="linear or logistic"
     )
+    p.add_argument(
+        "--missing-codes",
+        choices=["adjust", "refuse"],
+        default="adjust",
+        help="drawn rows without a human code (ties left by annotate): adjust, assuming them "
+        "missing at random within their stratum (default), or refuse",
+    )
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.set_defaults(func=run)
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         formula=args.formula,
         family=args.family,
         covariates=[c.strip() for c in args.covariates.split(",")] if args.covariates else (),
+        missing=args.missing_codes,
     )
     for w in result["warnings"]:
         print(f"textcoder: warning: {w}", file=sys.stderr)
@@ -117,6 +125,12 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     for g, block in result.get("by", {}).items():
         sub = f"{result['by_column']} = {g} ({block['n_coded']} coded of {block['n_total']})"
         console.print(prevalence_table(block["prevalence"], methods, sub))
+    design = result.get("design") or {}
+    if design.get("missing_codes"):
+        console.print(
+            f"drawn rows without a human code: {design['missing_codes']} of {design['drawn']}, "
+            f"handled as {design['handling']}"
+        )
     for lab, eff in result["effective_n"].items():
         parts = ", ".join(f"{m} {v:.0f}" for m, v in eff.items() if v is not None)
         console.print(f"effective n, {lab}: {parts}")

@@ -11,6 +11,7 @@ from ..codebook import Codebook
 from . import prevalence as prev
 from .crossfit import crossfit
 from .estimators import METHODS, Array
+from .inclusion import Missing
 from .regression import regress
 from .table import Prepared, Source, load
 
@@ -28,9 +29,12 @@ def infer(
     formula: str | None = None,
     family: str = "gaussian",
     covariates: Sequence[str] = (),
+    missing: Missing = "adjust",
 ) -> dict[str, Any]:
-    """Read `path` and its human codes, and estimate; see `estimate` for the keys."""
-    prep = load(path, source, variable=variable, codebook=codebook)
+    """Read `path` and its human codes, and estimate; see `estimate` for the keys. `missing`
+    says what drawn rows without a human code get: `adjust` (assumed missing at random
+    within their stratum, and said) or `refuse`."""
+    prep = load(path, source, variable=variable, codebook=codebook, missing=missing)
     return estimate(
         prep,
         by=by,
@@ -79,6 +83,8 @@ def estimate(
         "prevalence": cells,
         "effective_n": eff,
     }
+    if prep.design is not None:
+        out["design"] = prep.design.summary()
     if covariates:
         out["covariates"] = list(covariates)
     if by is not None:

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.stats import norm
 
 from . import estimators as est
-from .table import Prepared
+from .table import MIN_CODED, Prepared
 
 Cell = dict[str, float | None]
 
@@ -73,7 +73,7 @@ def table(
     parts: dict[str, Any] = {}
     for j, lab in enumerate(prep.labels):
         f, y = prep.f[sel, j], prep.y[sel, j]
-        if not r.any():
+        if r.sum() < MIN_CODED:  # a group with fewer than two codes: no interval
             cells[lab] = {
                 m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods
             }
