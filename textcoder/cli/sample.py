@@ -4,8 +4,10 @@ by the model's label, each row with its inclusion probability."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from .._exceptions import UsageError
 from ..tables import check_output
 
 
@@ -37,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.output, args.mark):
         if out:
             check_output(args.coded, out)
+    if args.mark and Path(args.mark).resolve() == Path(args.output).resolve():
+        raise UsageError(f"{args.mark}: -o and --mark name the same file; give two paths")
     df = read_table(args.coded)
     sample, marked, drawn = draw_table(
         df, args.n, seed=args.seed, strata=args.strata, allocation=args.allocation

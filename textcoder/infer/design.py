@@ -50,6 +50,14 @@ def stratified(
     names, codes = np.unique(np.asarray(strata, dtype=object).astype(str), return_inverse=True)
     counts = np.bincount(codes, minlength=names.size)
     alloc = allocate(counts, n, allocation)
+    empty = np.flatnonzero(alloc == 0)
+    if empty.size:
+        h = int(empty[np.argmin(counts[empty])])
+        raise UsageError(
+            f"{empty.size} of {names.size} strata would get no row and so probability 0 "
+            f"(e.g. {str(names[h])!r}, {int(counts[h])} rows): raise -n, use --allocation "
+            "equal, or merge small strata"
+        )
     rng = np.random.default_rng(seed)
     prob = np.zeros(len(strata))
     picked = []
@@ -112,9 +120,24 @@ def draw_table(
         if column not in df.columns:
             raise UsageError(f"--strata {strata!r}: no such column")
         values = ["" if v is None or v != v else str(v) for v in df[column]]
-        drawn = stratified(values, n, seed, allocation)
+        try:
+            drawn = stratified(values, n, seed, allocation)
+        except UsageError as exc:
+            hint = (
+                f" ({column!r} holds numbers: one stratum per value; bin it into a few "
+                "groups first)"
+                if _numeric(df[column])
+                else ""
+            )
+            raise UsageError(f"--strata {strata!r}: {exc}{hint}") from None
     marked = df.copy()
     marked[SAMPLE_PROB] = drawn.prob
     marked[SAMPLED] = drawn.mask
     sample = marked.iloc[drawn.rows].drop(columns=[SAMPLED]).reset_index(drop=True)
     return sample, marked, drawn
+
+
+def _numeric(values: pd.Series) -> bool:
+    """Whether a column holds numbers that are not all whole (a score, not a label)."""
+    num = pd.to_numeric(values, errors="coerce")
+    return bool(num.notna().all() and (num != num.round()).any())
