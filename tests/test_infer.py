@@ -134,7 +134,7 @@ def test_linear_dsl_is_ols_of_the_pseudo_outcome(tmp_path: Path) -> None:
     import statsmodels.api as sm
 
     df = with_gold(coded())
-    result = infer_frame(df, tmp_path, formula="positive ~ year")
+    result = infer_frame(df, tmp_path, formula="positive ~ year", dsl_prediction="raw")
     r = df["gold"] != ""
     pi = df["sample_prob"].to_numpy() * (r.sum() / df["sample_prob"].sum())
     f = df["sentiment_p_positive"].to_numpy()
@@ -191,3 +191,22 @@ def test_crossfit_is_out_of_fold_and_uses_the_covariates(tmp_path: Path) -> None
     assert fitted["covariates"] == ["party"]
     se = lambda r: r["prevalence"]["negative"]["dsl"]["se"]  # noqa: E731
     assert se(fitted) < se(plain)
+
+
+def test_dsl_cross_fits_by_default_and_raw_is_an_option(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    with_gold(coded(seed=5)).to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    base = ["infer", str(path), "--gold", "gold", "--variable", "sentiment"]
+    run = textcoder(*base, "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "dsl prediction: cross-fitted (5 folds)" in run.stdout
+    fitted = json.loads(out.read_text())
+    assert fitted["dsl_prediction"].startswith("cross-fitted (5 folds)")
+    raw = infer(path, Source(gold="gold"), variable="sentiment", dsl_prediction="raw")
+    assert raw["dsl_prediction"].startswith("raw")
+    # the model over-calls positive: a fitted g tracks the human code better than f itself
+    se = lambda r, lab: r["prevalence"][lab]["dsl"]["se"]  # noqa: E731
+    assert se(fitted, "positive") < se(raw, "positive")
+    refused = textcoder(*base, "--dsl-prediction", "raw", "--covariates", "party")
+    assert refused.returncode == 1 and "--covariates" in refused.stderr

@@ -49,6 +49,13 @@ def register(sub: Any) -> None:
         help="columns that, with the model's probabilities, predict the human code for dsl "
         "(cross-fitted, 5 folds)",
     )
+    p.add_argument(
+        "--dsl-prediction",
+        choices=["crossfit", "raw"],
+        default="crossfit",
+        help="dsl's prediction of the human code: cross-fitted from the model's probabilities "
+        "(and --covariates), as R's dsl (default), or the model's raw probability",
+    )
     p.add_argument("--formula", help="a regression, e.g. 'negative ~ party + year'")
     p.add_argument(
         "--family", choices=["gaussian", "binomial"], default="gaussian", help="linear or logistic"
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         family=args.family,
         covariates=[c.strip() for c in args.covariates.split(",")] if args.covariates else (),
         missing=args.missing_codes,
+        dsl_prediction=args.dsl_prediction,
     )
     for w in result["warnings"]:
         print(f"textcoder: warning: {w}", file=sys.stderr)
@@ -125,6 +133,8 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     for g, block in result.get("by", {}).items():
         sub = f"{result['by_column']} = {g} ({block['n_coded']} coded of {block['n_total']})"
         console.print(prevalence_table(block["prevalence"], methods, sub))
+    if "dsl" in methods and result.get("dsl_prediction"):
+        console.print(f"dsl prediction: {result['dsl_prediction']}")
     design = result.get("design") or {}
     if design.get("missing_codes"):
         console.print(

@@ -40,17 +40,30 @@ def crossfit(
 ) -> npt.NDArray[np.float64]:
     """g for every row and category: a logistic regression of the category's human
     indicator on the features, fitted out of fold."""
+    return out_of_fold(features(prep, covariates), prep.y, prep.r, prep.f, folds, seed)
+
+
+def out_of_fold(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    r: npt.NDArray[np.bool_],
+    f: npt.NDArray[np.float64],
+    folds: int = FOLDS,
+    seed: int = 0,
+) -> npt.NDArray[np.float64]:
+    """Each row's prediction of each column of `y` (rows, categories) from the features
+    `x`, by a logistic regression fitted on the coded rows `r` of the other folds; where a
+    fold's training codes hold one class only, the model's `f` stays."""
     from sklearn.linear_model import LogisticRegression
 
-    x = features(prep, covariates)
-    fold = np.random.default_rng(seed).permutation(len(prep.r)) % folds
-    g = np.array(prep.f, dtype=float)
-    for j in range(len(prep.labels)):
+    fold = np.random.default_rng(seed).permutation(len(r)) % folds
+    g = np.array(f, dtype=float)
+    for j in range(y.shape[1]):
         for k in range(folds):
-            train = prep.r & (fold != k)
-            y = prep.y[train, j]
-            if y.min() == y.max():  # one class only among the training codes: keep f
+            train = r & (fold != k)
+            yk = y[train, j]
+            if yk.size == 0 or yk.min() == yk.max():
                 continue
-            fit = LogisticRegression(max_iter=1000).fit(x[train], y)
+            fit = LogisticRegression(solver="newton-cholesky", max_iter=100).fit(x[train], yk)
             g[fold == k, j] = fit.predict_proba(x[fold == k])[:, 1]
     return g

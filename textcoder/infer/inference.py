@@ -7,13 +7,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._exceptions import UsageError
 from ..codebook import Codebook
 from . import prevalence as prev
-from .crossfit import crossfit
+from .crossfit import FOLDS, crossfit
 from .estimators import METHODS, Array
 from .inclusion import Missing
 from .regression import regress
 from .table import Prepared, Source, load
+
+#: how DSL predicts the human code: R's dsl cross-fits by default; raw is the model as it is
+DSL_PREDICTIONS = {
+    "crossfit": "cross-fitted ({folds} folds): a logistic regression of the human code on the "
+    "model's probabilities{extra}",
+    "raw": "raw: the model's probability as it is",
+}
 
 
 def infer(
@@ -30,6 +38,7 @@ def infer(
     family: str = "gaussian",
     covariates: Sequence[str] = (),
     missing: Missing = "adjust",
+    dsl_prediction: str = "crossfit",
 ) -> dict[str, Any]:
     """Read `path` and its human codes, and estimate; see `estimate` for the keys. `missing`
     says what drawn rows without a human code get: `adjust` (assumed missing at random
@@ -44,6 +53,7 @@ def infer(
         formula=formula,
         family=family,
         covariates=covariates,
+        dsl_prediction=dsl_prediction,
     )
 
 
@@ -57,13 +67,19 @@ def estimate(
     formula: str | None = None,
     family: str = "gaussian",
     covariates: Sequence[str] = (),
+    dsl_prediction: str = "crossfit",
 ) -> dict[str, Any]:
     """`variable`, `n_total`, `n_coded`, `level`, `methods`, `prevalence`
     ({category: {method: {estimate, ci_low, ci_high, se}}}), `effective_n`, optionally `by`
     ({group: ...}), `more_needed`, `regression` ({method: {term: ...}}), and `warnings`.
-    With `covariates`, DSL's prediction is cross-fitted from the model's probabilities and
-    those columns."""
+    DSL's prediction of the human code is cross-fitted from the model's probabilities (and
+    `covariates`), as R's dsl does, or with `dsl_prediction="raw"` the model's probability
+    itself; `dsl_prediction` in the result says which."""
     _check(level, methods, by, prep)
+    if dsl_prediction not in DSL_PREDICTIONS:
+        raise UsageError(f"--dsl-prediction {dsl_prediction!r}: {' or '.join(DSL_PREDICTIONS)}")
+    if covariates and dsl_prediction == "raw":
+        raise UsageError("--covariates feed the cross-fitted prediction: drop --dsl-prediction raw")
     warnings = list(prep.warnings)
     if prep.r.all():
         warnings.append("every row has a human code: the human figures are the prevalence")
@@ -72,7 +88,7 @@ def estimate(
             "ppi assumes a simple random sample, but sample_prob differs between coded rows "
             "(a stratified sample?): its interval is not valid here; use dsl"
         )
-    g = crossfit(prep, covariates) if covariates else None
+    g = crossfit(prep, covariates) if dsl_prediction == "crossfit" else None
     cells, eff, parts = prev.table(prep, methods, level, g=g)
     out: dict[str, Any] = {
         "variable": prep.variable.name,
@@ -82,6 +98,7 @@ def estimate(
         "methods": list(methods),
         "prevalence": cells,
         "effective_n": eff,
+        "dsl_prediction": describe(dsl_prediction, covariates),
     }
     if prep.design is not None:
         out["design"] = prep.design.summary()
@@ -99,6 +116,14 @@ def estimate(
         out["regression"] = regress(prep, formula, family=family, level=level, g=g)
     out["warnings"] = warnings
     return out
+
+
+def describe(dsl_prediction: str, covariates: Sequence[str]) -> str:
+    """How DSL predicted the human code, in words for the output."""
+    if dsl_prediction == "raw":
+        return DSL_PREDICTIONS["raw"]
+    extra = f" and {', '.join(covariates)}" if covariates else ""
+    return DSL_PREDICTIONS["crossfit"].format(folds=FOLDS, extra=extra)
 
 
 def by_group(
@@ -120,8 +145,6 @@ def by_group(
 
 
 def _check(level: float, methods: Sequence[str], by: str | None, prep: Prepared) -> None:
-    from .._exceptions import UsageError
-
     if not 0 < level < 1:
         raise UsageError(f"--level {level}: give a level between 0 and 1, e.g. 0.95")
     unknown = [m for m in methods if m not in METHODS]

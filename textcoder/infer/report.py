@@ -30,7 +30,8 @@ def prevalence_section(coded: Coded) -> str:
 <p class="note">{result["n_coded"]} human codes of {result["n_total"]} rows; {result["level"]:.0%}
 intervals. <code>model</code>: the model alone; <code>human</code>: the human codes alone,
 weighted by sample_prob; <code>ppi</code>: PPI++ (valid for a simple random sample);
-<code>dsl</code>: design-based supervised learning (valid for any known sample_prob).</p>
+<code>dsl</code>: design-based supervised learning (valid for any known sample_prob; its
+prediction of the human code: {html.escape(result["dsl_prediction"])}).</p>
 {notes}
 {prevalence_table(result)}
 <img class="prevalence" alt="prevalence intervals" src="data:image/png;base64,{interval_plot(result)}">"""
