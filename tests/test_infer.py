@@ -125,7 +125,7 @@ def test_by_group_target_width_and_regression(tmp_path: Path) -> None:
     more = result["more_needed"]["positive"]
     assert more["human"] > more["ppi"] >= 0
     reg = result["regression"]
-    assert set(reg) == {"model", "dsl"}
+    assert set(reg) == {"model", "ppi", "dsl"}
     assert set(reg["dsl"]) == {"Intercept", "party[T.B]", "year"}  # year read as a number
     assert reg["dsl"]["year"]["ci_low"] < reg["dsl"]["year"]["ci_high"]
 

@@ -148,7 +148,11 @@ def print_result(result: dict[str, Any], console: Console) -> None:
         parts = ", ".join(f"{m} {'unreachable' if v is None else v}" for m, v in more.items())
         console.print(f"more codes for half-width {result['target_width']}, {lab}: {parts}")
     if "regression" in result:
-        t = Table(title=f"{result['formula']} ({result['family']}), {pct} intervals")
+        scale = result.get("scale", result["family"])
+        t = Table(
+            title=f"{result['formula']} ({result['family']}: coefficients on the {scale} "
+            f"scale), {pct} intervals"
+        )
         t.add_column("term")
         for m in result["regression"]:
             t.add_column(m, justify="right")

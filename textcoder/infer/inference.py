@@ -13,7 +13,7 @@ from . import prevalence as prev
 from .crossfit import FOLDS, crossfit
 from .estimators import METHODS, Array
 from .inclusion import Missing
-from .regression import regress
+from .regression import FAMILIES, regress
 from .table import Prepared, Source, load
 
 #: how DSL predicts the human code: R's dsl cross-fits by default; raw is the model as it is
@@ -113,7 +113,13 @@ def estimate(
     if formula is not None:
         out["formula"] = formula
         out["family"] = family
-        out["regression"] = regress(prep, formula, family=family, level=level, g=g)
+        out["scale"] = FAMILIES.get(family, family)
+        out["regression"] = regress(prep, formula, family=family, level=level, g=g, methods=methods)
+        if "ppi" in methods and "ppi" not in out["regression"]:
+            warnings.append(
+                "ppi regression not computed: it needs a simple random sample of coded rows "
+                "(and some uncoded rows); use dsl"
+            )
     out["warnings"] = warnings
     return out
 

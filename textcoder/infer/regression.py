@@ -1,10 +1,11 @@
 """Regressions where the outcome is a category's indicator: by the model alone (its
-probability as the outcome) and by DSL (the design-adjusted pseudo-outcome), linear or
-logistic, with sandwich (HC0) intervals as R's dsl gives them. statsmodels builds the
-design from the formula and fits the linear models."""
+probability as the outcome), by PPI++ (`ppi_regression`) and by DSL (the design-adjusted
+pseudo-outcome), linear or logistic, with sandwich (HC0) intervals as R's dsl gives them.
+patsy builds the design from the formula; statsmodels fits the linear models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy.stats import norm
 from .._exceptions import DataError, UsageError
 from . import columns as col
 from . import estimators as est
+from .ppi_regression import ppi_regression
 from .table import Prepared
 
 #: the regression families and the scale their coefficients are on
@@ -93,25 +95,35 @@ def regress(
     level: float = 0.95,
     g: est.Array | None = None,
     where: str = "the table",
+    methods: Sequence[str] = ("model", "ppi", "dsl"),
 ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """`{method: {term: {estimate, ci_low, ci_high, se}}}` for methods `model` and `dsl`;
-    `g` (rows, categories) is DSL's prediction when cross-fitted, else the model's."""
+    """`{method: {term: {estimate, ci_low, ci_high, se}}}` for those of `model` (its
+    probability as the outcome), `ppi` (PPI++, a simple random sample only) and `dsl` (the
+    pseudo-outcome; `g` (rows, categories) is its prediction, else the model's)."""
     import statsmodels.api as sm
 
     if family not in FAMILIES:
         raise UsageError(f"--family {family!r}: {' or '.join(FAMILIES)}")
     j, rhs = split_formula(formula, prep)
     d = design(prep, rhs, formula, where)
-    gj = prep.f[:, j] if g is None else g[:, j]
-    pseudo = est.dsl_pseudo(gj, prep.y[:, j], prep.r, prep.pi)
-    outcomes = {"model": prep.f[:, j], "dsl": pseudo}
+    f, y, r = prep.f[d.rows, j], prep.y[d.rows, j], prep.r[d.rows]
     out: dict[str, dict[str, dict[str, float | None]]] = {}
-    for method, yv in outcomes.items():
-        y = yv[d.rows]
-        if family == "binomial":
-            beta, cov = logit_sandwich(y, d.x)
+    for method in (m for m in ("model", "ppi", "dsl") if m in methods):
+        if method == "ppi":
+            if not prep.equal_pi or r.all():
+                continue
+            beta, cov, _ = ppi_regression(family, d.x, y, f, r)
+            out[method] = _terms(d.names, beta, cov, level)
+            continue
+        if method == "model":
+            yv = f
         else:
-            fit = sm.OLS(y, d.x).fit(cov_type="HC0")
+            gj = f if g is None else g[d.rows, j]
+            yv = est.dsl_pseudo(gj, y, r, prep.pi[d.rows])
+        if family == "binomial":
+            beta, cov = logit_sandwich(yv, d.x)
+        else:
+            fit = sm.OLS(yv, d.x).fit(cov_type="HC0")
             beta, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
         out[method] = _terms(d.names, beta, cov, level)
     return out
