@@ -77,7 +77,7 @@ def test_warnings_one_line_each(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     lines = [x for x in run.stderr.splitlines() if x.startswith("textcoder: warning:")]
     assert any("fewer than 30" in x for x in lines)
-    assert any("use dsl" in x for x in lines)
+    assert "ppi (IPW)" in run.stdout  # the weighted form, named in the table
     df.drop(columns=["sample_prob", "sampled"]).to_csv(path, index=False)
     run = textcoder("infer", str(path), "--gold", "gold", "--variable", "sentiment")
     assert "no sample_prob column: a simple random sample is assumed" in run.stderr
@@ -210,3 +210,33 @@ def test_dsl_cross_fits_by_default_and_raw_is_an_option(tmp_path: Path) -> None:
     assert se(fitted, "positive") < se(raw, "positive")
     refused = textcoder(*base, "--dsl-prediction", "raw", "--covariates", "party")
     assert refused.returncode == 1 and "--covariates" in refused.stderr
+
+
+def test_intervals_are_clipped_to_the_unit_interval_and_marked(tmp_path: Path) -> None:
+    df = with_gold(coded())
+    rare = df.index[(df["gold"] != "")][:4]
+    df["group"] = "big"
+    df.loc[rare, "group"] = "small"  # 4 coded rows and nothing else: wide intervals
+    df.loc[rare, "gold"] = "positive"
+    path = tmp_path / "c.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    run = textcoder(
+        "infer",
+        str(path),
+        "--gold",
+        "gold",
+        "--variable",
+        "sentiment",
+        "--by",
+        "group",
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    small = json.loads(out.read_text())["by"]["small"]["prevalence"]
+    cells = [c for row in small.values() for c in row.values() if c["estimate"] is not None]
+    assert any(c["clipped"] for c in cells)
+    for c in cells:
+        assert 0.0 <= c["ci_low"] <= c["estimate"] <= c["ci_high"] <= 1.0
+    assert "†" in run.stdout and "clipped to [0, 1]" in run.stdout

@@ -62,6 +62,9 @@ def test_coverage_of_the_corrected_intervals() -> None:
     assert (rs.sum(axis=1) == CODED).all()
     assert covers(est.dsl(f, y, rs, pis), truth) >= 0.93
     assert covers(est.human_only(y, rs, pis), truth) >= 0.90
+    weighted = est.ppi_ipw(f, y, rs, pis)
+    assert covers(weighted, truth) >= 0.93  # PPI++'s weighted form is valid here
+    assert weighted.se.mean() < est.human_only(y, rs, pis).se.mean()
 
 
 def test_cross_fitted_dsl_covers_and_narrows() -> None:

@@ -101,23 +101,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the mark of an interval clipped to [0, 1], and what it means
+CLIPPED = "†"
+CLIPPED_NOTE = f"{CLIPPED} clipped to [0, 1]: the normal interval reached past a share's range"
+
+
 def fmt(c: dict[str, Any]) -> str:
-    """`0.231 [0.198, 0.264]`, or n/a."""
+    """`0.231 [0.198, 0.264]` (with † where clipped to [0, 1]), or n/a."""
     if c.get("estimate") is None:
         return "n/a"
     lo, hi = c.get("ci_low"), c.get("ci_high")
     if lo is None or hi is None:
         return f"{c['estimate']:.3f}"
-    return f"{c['estimate']:.3f} [{lo:.3f}, {hi:.3f}]"
+    mark = CLIPPED if c.get("clipped") else ""
+    return f"{c['estimate']:.3f} [{lo:.3f}, {hi:.3f}]{mark}"
 
 
-def prevalence_table(cells: dict[str, Any], methods: list[str], title: str) -> Table:
+def header(method: str, result: dict[str, Any]) -> str:
+    """The method's column name, `ppi (IPW)` where PPI++ took its weighted form."""
+    return "ppi (IPW)" if method == "ppi" and result.get("ppi_form") == "ipw" else method
+
+
+def prevalence_table(
+    cells: dict[str, Any], methods: list[str], title: str, result: dict[str, Any]
+) -> Table:
     t = Table(title=title)
     t.add_column("category")
     for m in methods:
-        t.add_column(m, justify="right")
+        t.add_column(header(m, result), justify="right")
     for lab, row in cells.items():
         t.add_row(lab, *(fmt(row[m]) for m in methods))
+    if any(c.get("clipped") for row in cells.values() for c in row.values()):
+        t.caption = CLIPPED_NOTE
     return t
 
 
@@ -129,10 +144,15 @@ def print_result(result: dict[str, Any], console: Console) -> None:
         f"{result['variable']}: prevalence, {pct} intervals "
         f"({result['n_coded']} human codes of {result['n_total']} rows)"
     )
-    console.print(prevalence_table(result["prevalence"], methods, title))
+    console.print(prevalence_table(result["prevalence"], methods, title, result))
     for g, block in result.get("by", {}).items():
         sub = f"{result['by_column']} = {g} ({block['n_coded']} coded of {block['n_total']})"
-        console.print(prevalence_table(block["prevalence"], methods, sub))
+        console.print(prevalence_table(block["prevalence"], methods, sub, result))
+    if "ppi" in methods and result.get("ppi_form") == "ipw":
+        console.print(
+            "ppi (IPW): sample_prob differs between coded rows, so PPI++ takes its "
+            "inverse-probability-weighted form"
+        )
     if "dsl" in methods and result.get("dsl_prediction"):
         console.print(f"dsl prediction: {result['dsl_prediction']}")
     design = result.get("design") or {}

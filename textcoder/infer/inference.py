@@ -83,11 +83,6 @@ def estimate(
     warnings = list(prep.warnings)
     if prep.r.all():
         warnings.append("every row has a human code: the human figures are the prevalence")
-    if "ppi" in methods and not prep.equal_pi:
-        warnings.append(
-            "ppi assumes a simple random sample, but sample_prob differs between coded rows "
-            "(a stratified sample?): its interval is not valid here; use dsl"
-        )
     g = crossfit(prep, covariates) if dsl_prediction == "crossfit" else None
     cells, eff, parts = prev.table(prep, methods, level, g=g)
     out: dict[str, Any] = {
@@ -99,6 +94,7 @@ def estimate(
         "prevalence": cells,
         "effective_n": eff,
         "dsl_prediction": describe(dsl_prediction, covariates),
+        "ppi_form": "classic" if prep.equal_pi else "ipw",
     }
     if prep.design is not None:
         out["design"] = prep.design.summary()
