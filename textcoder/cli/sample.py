@@ -25,6 +25,31 @@ def register(sub: Any) -> None:
         default="proportional",
         help="rows per stratum: proportional to its size, or equal (oversamples rare ones)",
     )
+    p.add_argument(
+        "--design",
+        choices=["random", "uncertainty"],
+        default="random",
+        help="random (stratified with --strata), or uncertainty: rows the model is unsure "
+        "of are likelier to be drawn, each with its known sample_prob (active inference)",
+    )
+    p.add_argument(
+        "--variable",
+        help="with --design uncertainty: the variable whose "
+        "probabilities measure it (default: the only one)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        choices=["least-confidence", "entropy"],
+        default="least-confidence",
+        help="1 minus the largest probability (default), or the entropy",
+    )
+    p.add_argument(
+        "--uniform-share",
+        type=float,
+        default=0.2,
+        help="with --design uncertainty: the share of the sample spread evenly, the floor "
+        "that gives every row a probability above 0 (default 0.2)",
+    )
     p.add_argument("-o", "--output", required=True, help="the sample's table")
     p.add_argument(
         "--mark", metavar="PATH", help="also write the whole table with `sampled` and sample_prob"
@@ -34,6 +59,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..infer.design import draw_table
+    import numpy as np
+
     from ..tables import read_table, write_table
 
     for out in (args.output, args.mark):
@@ -43,12 +70,28 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.mark}: -o and --mark name the same file; give two paths")
     df = read_table(args.coded)
     sample, marked, drawn = draw_table(
-        df, args.n, seed=args.seed, strata=args.strata, allocation=args.allocation
+        df,
+        args.n,
+        seed=args.seed,
+        strata=args.strata,
+        allocation=args.allocation,
+        design=args.design,
+        variable=args.variable,
+        measure=args.uncertainty,
+        uniform_share=args.uniform_share,
     )
     write_table(sample, args.output)
     if args.mark:
         write_table(marked, args.mark)
     print(f"drew {len(sample)} of {len(df)} rows (seed {args.seed}) into {args.output}")
+    if args.design == "uncertainty":
+        probs = drawn.prob
+        if np.ptp(probs) < 1e-12:
+            print("  the model is equally (un)certain of every row: this draw is uniform")
+        print(
+            f"  by uncertainty ({args.uncertainty}): sample_prob from {probs.min():.4f} to "
+            f"{probs.max():.4f} (uniform {args.n / len(df):.4f})"
+        )
     if args.strata:
         for name, (k, total) in drawn.sizes.items():
             print(
