@@ -389,6 +389,7 @@ def with_examples(book: Codebook, k: int, select: str) -> Codebook:
     spec = ExamplesFrom(file=str(pool), k=k, select=select)  # type: ignore[arg-type]
     return book.model_copy(update={"examples_from": spec})
 
+
 @contextlib.contextmanager
 def serve(threads: int) -> Iterator[str]:
     """A `textcoder serve` subprocess on a free loopback port; its /v1 URL once healthy."""

@@ -70,7 +70,7 @@ def test_coverage_of_the_corrected_intervals() -> None:
 def test_cross_fitted_dsl_covers_and_narrows() -> None:
     """200 corpora of 2,000 texts, 200 coded at random, a miscalibrated model: DSL with a
     cross-fitted prediction covers and is narrower than DSL with the raw probability."""
-    from textcoder.infer.crossfit import out_of_fold
+    from textcoder.infer.crossfit import logit, out_of_fold
 
     rng = np.random.default_rng(7)
     corpora, texts, n = 200, 2000, 200
@@ -81,7 +81,7 @@ def test_cross_fitted_dsl_covers_and_narrows() -> None:
         r = np.zeros(texts, dtype=bool)
         r[rng.choice(texts, n, replace=False)] = True
         pi = np.full(texts, n / texts)
-        g = out_of_fold(f[:, None], y[:, None], r, f[:, None])[:, 0]
+        g = out_of_fold(logit(f)[:, None], y[:, None], r, f[:, None])[:, 0]
         cf, raw = est.dsl(g, y, r, pi), est.dsl(f, y, r, pi)
         lo, hi = cf.interval(0.95)
         hits += int(lo <= y.mean() <= hi)

@@ -58,9 +58,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..infer.design import draw_table
     import numpy as np
 
+    from ..infer.design import draw_table
     from ..tables import read_table, write_table
 
     for out in (args.output, args.mark):

@@ -15,15 +15,18 @@ from .regression import numeric_columns
 from .table import Prepared
 
 FOLDS = 5
+#: how far inside (0, 1) a probability is kept before its logit is taken
+LOGIT_EDGE = 1e-4
 
 
 def features(prep: Prepared, covariates: Sequence[str]) -> npt.NDArray[np.float64]:
-    """The model's probabilities, numeric covariates standardised, text covariates one-hot."""
+    """The model's probabilities on the logit scale (so that a calibrated model's own
+    probability is one of the fits), numeric covariates standardised, text ones one-hot."""
     missing = [c for c in covariates if c not in prep.frame.columns]
     if missing:
         raise UsageError(f"--covariates: no column(s) {', '.join(missing)}")
     data = numeric_columns(prep.frame[list(covariates)])
-    parts = [prep.f]
+    parts = [logit(prep.f)]
     for c in covariates:
         s = data[c]
         if pd.api.types.is_numeric_dtype(s):
@@ -33,6 +36,12 @@ def features(prep: Prepared, covariates: Sequence[str]) -> npt.NDArray[np.float6
         else:
             parts.append(pd.get_dummies(s.astype(str), drop_first=True).to_numpy(dtype=float))
     return np.column_stack(parts)
+
+
+def logit(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """log(f / (1 - f)), with f kept a little inside (0, 1) so hard 0/1 labels stay finite."""
+    p = np.clip(f, LOGIT_EDGE, 1 - LOGIT_EDGE)
+    return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
 
 
 def crossfit(
