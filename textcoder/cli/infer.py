@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 METHODS = ("model", "human", "ppi", "dsl")
@@ -130,7 +131,7 @@ def prevalence_table(
     for m in methods:
         t.add_column(header(m, result), justify="right")
     for lab, row in cells.items():
-        t.add_row(lab, *(fmt(row[m]) for m in methods))
+        t.add_row(escape(lab), *(fmt(row[m]) for m in methods))
     if any(c.get("clipped") for row in cells.values() for c in row.values()):
         t.caption = CLIPPED_NOTE
     return t
@@ -170,13 +171,14 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     if "regression" in result:
         scale = result.get("scale", result["family"])
         t = Table(
-            title=f"{result['formula']} ({result['family']}: coefficients on the {scale} "
-            f"scale), {pct} intervals"
+            title=escape(
+                f"{result['formula']} ({result['family']}; scale: {scale}), {pct} intervals"
+            )
         )
         t.add_column("term")
         for m in result["regression"]:
             t.add_column(m, justify="right")
         terms = next(iter(result["regression"].values()))
         for term in terms:
-            t.add_row(term, *(fmt(r[term]) for r in result["regression"].values()))
+            t.add_row(escape(term), *(fmt(r[term]) for r in result["regression"].values()))
         console.print(t)

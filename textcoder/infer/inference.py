@@ -13,7 +13,7 @@ from . import prevalence as prev
 from .crossfit import FOLDS, crossfit
 from .estimators import METHODS, Array
 from .inclusion import Missing
-from .regression import FAMILIES, regress
+from .regression import FAMILIES, OUTCOME_UNITS, regress, split_formula
 from .table import Prepared, Source, load
 
 #: how DSL predicts the human code: R's dsl cross-fits by default; raw is the model as it is
@@ -109,12 +109,18 @@ def estimate(
     if formula is not None:
         out["formula"] = formula
         out["family"] = family
-        out["scale"] = FAMILIES.get(family, family)
+        coded_regressor = split_formula(formula, prep)[0] is None
+        out["scale"] = (
+            OUTCOME_UNITS if coded_regressor and family == "gaussian" else FAMILIES.get(family)
+        )
         out["regression"] = regress(prep, formula, family=family, level=level, g=g, methods=methods)
         if "ppi" in methods and "ppi" not in out["regression"]:
             warnings.append(
-                "ppi regression not computed: it needs a simple random sample of coded rows "
-                "(and some uncoded rows); use dsl"
+                "ppi regression not computed: the coded variable is a regressor, and PPI++ "
+                "needs every regressor observed on every row; use dsl"
+                if coded_regressor
+                else "ppi regression not computed: it needs a simple random sample of coded "
+                "rows (and some uncoded rows); use dsl"
             )
     out["warnings"] = warnings
     return out

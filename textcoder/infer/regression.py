@@ -16,27 +16,34 @@ from scipy.stats import norm
 from .._exceptions import DataError, UsageError
 from . import columns as col
 from . import estimators as est
+from .coded_regressor import regress_coded
 from .ppi_regression import ppi_regression
 from .table import Prepared
 
 #: the regression families and the scale their coefficients are on
 FAMILIES = {"gaussian": "linear probability", "binomial": "log-odds"}
+#: the scale of a linear model's coefficients when the outcome is an observed column
+OUTCOME_UNITS = "the outcome's units"
 
 
-def split_formula(formula: str, prep: Prepared) -> tuple[int, str]:
-    """The category the outcome names (its position) and the right-hand side."""
+def split_formula(formula: str, prep: Prepared) -> tuple[int | None, str, str]:
+    """The category the outcome names (its position; None where the outcome is a column of
+    the table, with the coded variable as a regressor), the outcome and the right side."""
     if formula.count("~") != 1:
-        raise UsageError(f"--formula {formula!r}: expected 'category ~ terms'")
+        raise UsageError(f"--formula {formula!r}: expected 'outcome ~ terms'")
     lhs, rhs = (s.strip() for s in formula.split("~"))
     var = prep.variable
     cat = var.find(lhs) or next(
         (c for c in var.categories if col.slug(c.label) == col.slug(lhs)), None
     )
-    if cat is None:
+    if cat is not None:
+        return var.labels.index(cat.label), lhs, rhs or "1"
+    if lhs not in prep.frame.columns:
         raise UsageError(
-            f"--formula: {lhs!r} is not a category of {var.name!r} ({', '.join(var.labels)})"
+            f"--formula: {lhs!r} is neither a category of {var.name!r} "
+            f"({', '.join(var.labels)}) nor a column of the table"
         )
-    return var.labels.index(cat.label), rhs or "1"
+    return None, lhs, rhs or "1"
 
 
 def numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +111,11 @@ def regress(
 
     if family not in FAMILIES:
         raise UsageError(f"--family {family!r}: {' or '.join(FAMILIES)}")
-    j, rhs = split_formula(formula, prep)
+    j, lhs, rhs = split_formula(formula, prep)
+    if j is None:
+        return regress_coded(
+            prep, lhs, rhs, formula, family=family, level=level, g=g, methods=methods
+        )
     d = design(prep, rhs, formula, where)
     f, y, r = prep.f[d.rows, j], prep.y[d.rows, j], prep.r[d.rows]
     out: dict[str, dict[str, dict[str, float | None]]] = {}
