@@ -107,23 +107,34 @@ def estimate(
         out["target_width"] = target_width
         out["more_needed"] = prev.more_needed(parts, target_width, level)
     if formula is not None:
-        out["formula"] = formula
-        out["family"] = family
-        coded_regressor = split_formula(formula, prep)[0] is None
-        out["scale"] = (
-            OUTCOME_UNITS if coded_regressor and family == "gaussian" else FAMILIES.get(family)
-        )
-        out["regression"] = regress(prep, formula, family=family, level=level, g=g, methods=methods)
-        if "ppi" in methods and "ppi" not in out["regression"]:
-            warnings.append(
-                "ppi regression not computed: the coded variable is a regressor, and PPI++ "
-                "needs every regressor observed on every row; use dsl"
-                if coded_regressor
-                else "ppi regression not computed: it needs a simple random sample of coded "
-                "rows (and some uncoded rows); use dsl"
-            )
+        out.update(regression(prep, formula, family, level, g, methods, warnings))
     out["warnings"] = warnings
     return out
+
+
+def regression(
+    prep: Prepared,
+    formula: str,
+    family: str,
+    level: float,
+    g: Array | None,
+    methods: Sequence[str],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """`formula`, `family`, `scale` and `regression`; a PPI++ fit left out earns a warning
+    that says why."""
+    coded_regressor = split_formula(formula, prep)[0] is None
+    scale = OUTCOME_UNITS if coded_regressor and family == "gaussian" else FAMILIES.get(family)
+    fits = regress(prep, formula, family=family, level=level, g=g, methods=methods)
+    if "ppi" in methods and "ppi" not in fits:
+        warnings.append(
+            "ppi regression not computed: the coded variable is a regressor, and PPI++ "
+            "needs every regressor observed on every row; use dsl"
+            if coded_regressor
+            else "ppi regression not computed: it needs a simple random sample of coded "
+            "rows (and some uncoded rows); use dsl"
+        )
+    return {"formula": formula, "family": family, "scale": scale, "regression": fits}
 
 
 def describe(dsl_prediction: str, covariates: Sequence[str]) -> str:
