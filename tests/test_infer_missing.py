@@ -107,3 +107,19 @@ def test_adjustment_removes_the_bias_of_codes_missing_by_stratum() -> None:
     assert abs(np.mean(adjusted) - y.mean()) < 0.25 * se
     assert abs(np.mean(naive) - y.mean()) > 1.0 * se
     assert covered / draws >= 0.93
+
+
+def test_without_a_mark_the_probabilities_are_rescaled_as_r_does() -> None:
+    from textcoder.infer.inclusion import inclusion
+
+    df = pd.DataFrame({"sample_prob": np.full(1200, 0.1)})  # 120 expected, 100 coded
+    r = np.zeros(1200, dtype=bool)
+    r[:100] = True
+    warnings: list[str] = []
+    design = inclusion(df, r, None, warnings, "t.csv")
+    assert np.allclose(design.pi, 100 / 1200)
+    assert design.handling == "missing at random over the whole sample"
+    assert any("scaled by 0.833" in w and "'sampled'" in w for w in warnings)
+    quiet: list[str] = []
+    r[:121] = True  # one more than expected (a Poisson draw): rescaled without a word
+    assert inclusion(df, r, None, quiet, "t.csv").drawn is None and quiet == []

@@ -19,6 +19,9 @@ MISSING_CHOICES: tuple[Missing, ...] = ("adjust", "refuse")
 #: how the output names the adjustment for drawn rows without a code
 MAR = "missing at random within the stratum"
 
+#: a rescaling of sample_prob by more than this share is said (a random sample size moves a bit)
+RESCALE_NOTED = 0.01
+
 Floats = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
@@ -101,13 +104,14 @@ def inclusion(
             _warn_missing(warnings, int(lacking.sum()), n_drawn or 0, "its stratum")
     elif not np.isnan(pi).any() and pi.sum() > 0:
         scale = n / pi.sum()  # as R's dsl: mean(pi) = n / N
-        if abs(scale - 1) > 1e-6:
+        if abs(scale - 1) > RESCALE_NOTED:
             warnings.append(
-                f"{col.SAMPLE_PROB} sums to {pi.sum():.1f} but {n} rows are coded: drawn rows "
-                f"without a code are assumed missing at random (probabilities scaled by "
-                f"{scale:.3f}, as R's dsl does); mark drawn rows with {col.SAMPLED!r} to "
-                "adjust within strata"
+                f"{col.SAMPLE_PROB} sums to {pi.sum():.1f} but {n} rows are coded: "
+                f"probabilities scaled by {scale:.3f} to sum to the coded rows, as R's dsl "
+                "does (drawn rows without a code count as missing at random); mark drawn "
+                f"rows with {col.SAMPLED!r} to adjust within strata"
             )
+        if scale < 1 - 1e-9:
             handling = "missing at random over the whole sample"
         pi = pi * scale
     equal = bool(np.ptp(pi[r]) <= 1e-9 * max(float(pi[r].max()), 1e-12))
