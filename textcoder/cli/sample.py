@@ -46,9 +46,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--uniform-share",
         type=float,
-        default=0.2,
+        default=None,
         help="with --design uncertainty: the share of the sample spread evenly, the floor "
-        "that gives every row a probability above 0 (default 0.2)",
+        "that gives every row a probability above 0 (default: textcoder.infer.design.UNIFORM_SHARE, 0.2)",
     )
     p.add_argument("-o", "--output", required=True, help="the sample's table")
     p.add_argument(
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         design=args.design,
         variable=args.variable,
         measure=args.uncertainty,
-        uniform_share=args.uniform_share,
+        **({} if args.uniform_share is None else {"uniform_share": args.uniform_share}),
     )
     write_table(sample, args.output)
     if args.mark:
