@@ -75,14 +75,14 @@ def inclusion(
     if drawn is not None:
         drawn = drawn | r
     lacking = np.zeros(total, dtype=bool) if drawn is None else drawn & ~r
+    n_drawn = None if drawn is None else int(drawn.sum())
     if lacking.any() and missing == "refuse":
         first = int(np.flatnonzero(lacking)[0])
         raise DataError(
-            f"{where}: {int(lacking.sum())} of {int(drawn.sum())} drawn rows have no human "  # type: ignore[union-attr]
-            f"code (first: row {first + 1}); code them (ties from annotate: a third coder or "
+            f"{where}: {int(lacking.sum())} of {n_drawn} drawn rows have no human code "
+            f"(first: row {first + 1}); code them (ties from annotate: a third coder or "
             "the admin's adjudication), or use --missing-codes adjust"
         )
-    n_drawn = None if drawn is None else int(drawn.sum())
     handling = "none missing" if drawn is not None else "drawn rows not marked"
     if pi is None or np.isnan(pi[r]).any():
         if pi is None:
