@@ -6,7 +6,8 @@ Draws a seeded simple random sample of `--n` tweets (as `textcoder sample CODED 
 does), takes their gold codes (the raters' mean) as the human codes and treats the other
 tweets as uncoded, then runs `textcoder infer` for each coded file and prints, per category,
 the true share among all 300 tweets beside the four estimates and their 95% intervals
-(Markdown, as in the README).
+(Markdown, as in the docs), then DSL's standard errors with the model's raw probability as
+its prediction and with the cross-fitted one (the default).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def main() -> None:
         results = {
             p: infer(p, Source(gold_file=str(codes)), variable="sentiment") for p in args.coded
         }
+        raw = {
+            p: infer(p, Source(gold_file=str(codes)), variable="sentiment", dsl_prediction="raw")
+            for p in args.coded
+        }
     print("| category | true share (300) | coder | " + " | ".join(METHODS) + " |")
     print("|---|---|---|" + "---|" * len(METHODS))
     for lab in next(iter(results.values()))["prevalence"]:
@@ -63,6 +68,14 @@ def main() -> None:
             f"{lab} {v['ppi']:.0f}" for lab, v in res["effective_n"].items() if v.get("ppi")
         )
         print(f"\n{Path(path).stem}: effective n (ppi): {eff}; warnings: {res['warnings']}")
+    print("\n| coder | category | dsl SE, raw probability | dsl SE, cross-fitted | ratio |")
+    print("|---|---|---|---|---|")
+    for path, res in results.items():
+        for lab, cells in res["prevalence"].items():
+            before, after = raw[path]["prevalence"][lab]["dsl"]["se"], cells["dsl"]["se"]
+            print(
+                f"| {Path(path).stem} | {lab} | {before:.4f} | {after:.4f} | {before / after:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_warnings_one_line_each(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     lines = [x for x in run.stderr.splitlines() if x.startswith("textcoder: warning:")]
     assert any("fewer than 30" in x for x in lines)
-    assert any("use dsl" in x for x in lines)
+    assert "ppi (IPW)" in run.stdout  # the weighted form, named in the table
     df.drop(columns=["sample_prob", "sampled"]).to_csv(path, index=False)
     run = textcoder("infer", str(path), "--gold", "gold", "--variable", "sentiment")
     assert "no sample_prob column: a simple random sample is assumed" in run.stderr
@@ -125,7 +125,7 @@ def test_by_group_target_width_and_regression(tmp_path: Path) -> None:
     more = result["more_needed"]["positive"]
     assert more["human"] > more["ppi"] >= 0
     reg = result["regression"]
-    assert set(reg) == {"model", "dsl"}
+    assert set(reg) == {"model", "ppi", "dsl"}
     assert set(reg["dsl"]) == {"Intercept", "party[T.B]", "year"}  # year read as a number
     assert reg["dsl"]["year"]["ci_low"] < reg["dsl"]["year"]["ci_high"]
 
@@ -134,7 +134,7 @@ def test_linear_dsl_is_ols_of_the_pseudo_outcome(tmp_path: Path) -> None:
     import statsmodels.api as sm
 
     df = with_gold(coded())
-    result = infer_frame(df, tmp_path, formula="positive ~ year")
+    result = infer_frame(df, tmp_path, formula="positive ~ year", dsl_prediction="raw")
     r = df["gold"] != ""
     pi = df["sample_prob"].to_numpy() * (r.sum() / df["sample_prob"].sum())
     f = df["sentiment_p_positive"].to_numpy()
@@ -191,3 +191,52 @@ def test_crossfit_is_out_of_fold_and_uses_the_covariates(tmp_path: Path) -> None
     assert fitted["covariates"] == ["party"]
     se = lambda r: r["prevalence"]["negative"]["dsl"]["se"]  # noqa: E731
     assert se(fitted) < se(plain)
+
+
+def test_dsl_cross_fits_by_default_and_raw_is_an_option(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    with_gold(coded(seed=5)).to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    base = ["infer", str(path), "--gold", "gold", "--variable", "sentiment"]
+    run = textcoder(*base, "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "dsl prediction: cross-fitted (5 folds)" in run.stdout
+    fitted = json.loads(out.read_text())
+    assert fitted["dsl_prediction"].startswith("cross-fitted (5 folds)")
+    raw = infer(path, Source(gold="gold"), variable="sentiment", dsl_prediction="raw")
+    assert raw["dsl_prediction"].startswith("raw")
+    # the model over-calls positive: a fitted g tracks the human code better than f itself
+    se = lambda r, lab: r["prevalence"][lab]["dsl"]["se"]  # noqa: E731
+    assert se(fitted, "positive") < se(raw, "positive")
+    refused = textcoder(*base, "--dsl-prediction", "raw", "--covariates", "party")
+    assert refused.returncode == 1 and "--covariates" in refused.stderr
+
+
+def test_intervals_are_clipped_to_the_unit_interval_and_marked(tmp_path: Path) -> None:
+    df = with_gold(coded())
+    rare = df.index[(df["gold"] != "")][:4]
+    df["group"] = "big"
+    df.loc[rare, "group"] = "small"  # 4 coded rows and nothing else: wide intervals
+    df.loc[rare, "gold"] = "positive"
+    path = tmp_path / "c.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "r.json"
+    run = textcoder(
+        "infer",
+        str(path),
+        "--gold",
+        "gold",
+        "--variable",
+        "sentiment",
+        "--by",
+        "group",
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    small = json.loads(out.read_text())["by"]["small"]["prevalence"]
+    cells = [c for row in small.values() for c in row.values() if c["estimate"] is not None]
+    assert any(c["clipped"] for c in cells)
+    for c in cells:
+        assert 0.0 <= c["ci_low"] <= c["estimate"] <= c["ci_high"] <= 1.0
+    assert "†" in run.stdout and "clipped to [0, 1]" in run.stdout

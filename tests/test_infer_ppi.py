@@ -71,3 +71,13 @@ def test_logit_sandwich_equals_statsmodels_glm_hc0() -> None:
     fit = sm.GLM(y, x, family=sm.families.Binomial()).fit(cov_type="HC0")
     assert np.allclose(beta, fit.params, atol=1e-8)
     assert np.allclose(cov, fit.cov_params(), atol=1e-8)
+
+
+def test_weighted_ppi_at_lambda_one_is_dsl_and_tuned_is_no_wider() -> None:
+    f, y, r = fixed_data()
+    pi = np.where(f > 0.5, 0.2, 0.05)
+    one = est.ppi_ipw(f, y, r, pi, lam=np.asarray(1.0))
+    assert float(one.estimate) == pytest.approx(float(est.dsl(f, y, r, pi).estimate), abs=1e-12)
+    tuned = est.ppi_ipw(f, y, r, pi)
+    assert float(tuned.se) <= float(one.se) + 1e-12
+    assert float(tuned.se) <= float(est.ppi_ipw(f, y, r, pi, lam=np.asarray(0.0)).se) + 1e-12

@@ -72,3 +72,75 @@ def test_cli_sample_and_mark(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "again.csv")["id"].tolist() == first["id"].tolist()
     refused = textcoder("sample", str(src), "-n", "5", "-o", str(src))
     assert refused.returncode == 1 and "overwrite the input" in refused.stderr
+
+
+def uncertain_table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet([0.4, 0.4, 0.4], size=n)
+    df = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "text": "x"})
+    for j, lab in enumerate(["negative", "neutral", "positive"]):
+        df[f"sentiment_p_{lab}"] = p[:, j]
+    return df
+
+
+def test_uncertainty_design_draws_n_with_exact_known_probabilities() -> None:
+    from textcoder.infer.design import row_uncertainty, uncertainty
+
+    df = uncertain_table(400)
+    u = row_uncertainty(df, None, "least-confidence")
+    first = uncertainty(u, 60, seed=1)
+    assert first.rows.size == len(set(first.rows.tolist())) == 60
+    assert np.isclose(first.prob.sum(), 60) and first.prob.max() <= 1.0
+    assert first.prob.min() >= 0.2 * 60 / 400 - 1e-12  # the uniform floor
+    assert np.corrcoef(u, first.prob)[0, 1] > 0.99  # grows with the uncertainty
+    hits = np.zeros(400)
+    for seed in range(2000):
+        hits[uncertainty(u, 60, seed=seed).rows] += 1
+    # each row drawn about as often as its probability says (binomial noise, 2000 draws)
+    z = (hits / 2000 - first.prob) / np.sqrt(first.prob * (1 - first.prob) / 2000)
+    assert np.abs(z).max() < 5 and abs(z.mean()) < 0.2
+
+
+def test_uncertainty_caps_at_one_and_entropy_works() -> None:
+    from textcoder.infer.design import capped, row_uncertainty
+
+    p = capped(np.array([10.0, 1.0, 1.0, 1.0, 1.0]), 3)
+    assert p[0] == 1.0 and np.isclose(p.sum(), 3) and np.allclose(p[1:], 0.5)
+    u = row_uncertainty(uncertain_table(50), "sentiment", "entropy")
+    assert (u >= 0).all() and (u <= 1 + 1e-12).all()
+
+
+def test_cli_uncertainty_design(tmp_path: Path) -> None:
+    src = tmp_path / "coded.csv"
+    uncertain_table(500).to_csv(src, index=False)
+    out, mark = tmp_path / "s.csv", tmp_path / "m.csv"
+    run = textcoder(
+        "sample",
+        str(src),
+        "-n",
+        "50",
+        "--design",
+        "uncertainty",
+        "-o",
+        str(out),
+        "--mark",
+        str(mark),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "by uncertainty (least-confidence): sample_prob from" in run.stdout
+    marked = pd.read_csv(mark)
+    assert marked["sampled"].sum() == 50 and marked["sample_prob"].nunique() > 100
+    assert (marked["sample_stratum"] == "all").all()
+    clash = textcoder(
+        "sample",
+        str(src),
+        "-n",
+        "50",
+        "--design",
+        "uncertainty",
+        "--strata",
+        "id",
+        "-o",
+        str(out),
+    )
+    assert clash.returncode == 1 and "drop --strata" in clash.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 METHODS = ("model", "human", "ppi", "dsl")
@@ -49,9 +50,23 @@ def register(sub: Any) -> None:
         help="columns that, with the model's probabilities, predict the human code for dsl "
         "(cross-fitted, 5 folds)",
     )
+    p.add_argument(
+        "--dsl-prediction",
+        choices=["crossfit", "raw"],
+        default="crossfit",
+        help="dsl's prediction of the human code: cross-fitted from the model's probabilities "
+        "(and --covariates), as R's dsl (default), or the model's raw probability",
+    )
     p.add_argument("--formula", help="a regression, e.g. 'negative ~ party + year'")
     p.add_argument(
         "--family", choices=["gaussian", "binomial"], default="gaussian", help="linear or logistic"
+    )
+    p.add_argument(
+        "--missing-codes",
+        choices=["adjust", "refuse"],
+        default="adjust",
+        help="drawn rows without a human code (ties left by annotate): adjust, assuming them "
+        "missing at random within their stratum (default), or refuse",
     )
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.set_defaults(func=run)
@@ -76,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         formula=args.formula,
         family=args.family,
         covariates=[c.strip() for c in args.covariates.split(",")] if args.covariates else (),
+        missing=args.missing_codes,
+        dsl_prediction=args.dsl_prediction,
     )
     for w in result["warnings"]:
         print(f"textcoder: warning: {w}", file=sys.stderr)
@@ -85,23 +102,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the mark of an interval clipped to [0, 1], and what it means
+CLIPPED = "†"
+CLIPPED_NOTE = f"{CLIPPED} clipped to [0, 1]: the normal interval reached past a share's range"
+
+
 def fmt(c: dict[str, Any]) -> str:
-    """`0.231 [0.198, 0.264]`, or n/a."""
+    """`0.231 [0.198, 0.264]` (with † where clipped to [0, 1]), or n/a."""
     if c.get("estimate") is None:
         return "n/a"
     lo, hi = c.get("ci_low"), c.get("ci_high")
     if lo is None or hi is None:
         return f"{c['estimate']:.3f}"
-    return f"{c['estimate']:.3f} [{lo:.3f}, {hi:.3f}]"
+    mark = CLIPPED if c.get("clipped") else ""
+    return f"{c['estimate']:.3f} [{lo:.3f}, {hi:.3f}]{mark}"
 
 
-def prevalence_table(cells: dict[str, Any], methods: list[str], title: str) -> Table:
+def header(method: str, result: dict[str, Any]) -> str:
+    """The method's column name, `ppi (IPW)` where PPI++ took its weighted form."""
+    return "ppi (IPW)" if method == "ppi" and result.get("ppi_form") == "ipw" else method
+
+
+def prevalence_table(
+    cells: dict[str, Any], methods: list[str], title: str, result: dict[str, Any]
+) -> Table:
     t = Table(title=title)
     t.add_column("category")
     for m in methods:
-        t.add_column(m, justify="right")
+        t.add_column(header(m, result), justify="right")
     for lab, row in cells.items():
-        t.add_row(lab, *(fmt(row[m]) for m in methods))
+        t.add_row(escape(lab), *(fmt(row[m]) for m in methods))
+    if any(c.get("clipped") for row in cells.values() for c in row.values()):
+        t.caption = CLIPPED_NOTE
     return t
 
 
@@ -113,10 +145,23 @@ def print_result(result: dict[str, Any], console: Console) -> None:
         f"{result['variable']}: prevalence, {pct} intervals "
         f"({result['n_coded']} human codes of {result['n_total']} rows)"
     )
-    console.print(prevalence_table(result["prevalence"], methods, title))
+    console.print(prevalence_table(result["prevalence"], methods, title, result))
     for g, block in result.get("by", {}).items():
         sub = f"{result['by_column']} = {g} ({block['n_coded']} coded of {block['n_total']})"
-        console.print(prevalence_table(block["prevalence"], methods, sub))
+        console.print(prevalence_table(block["prevalence"], methods, sub, result))
+    if "ppi" in methods and result.get("ppi_form") == "ipw":
+        console.print(
+            "ppi (IPW): sample_prob differs between coded rows, so PPI++ takes its "
+            "inverse-probability-weighted form"
+        )
+    if "dsl" in methods and result.get("dsl_prediction"):
+        console.print(f"dsl prediction: {result['dsl_prediction']}")
+    design = result.get("design") or {}
+    if design.get("missing_codes"):
+        console.print(
+            f"drawn rows without a human code: {design['missing_codes']} of {design['drawn']}, "
+            f"handled as {design['handling']}"
+        )
     for lab, eff in result["effective_n"].items():
         parts = ", ".join(f"{m} {v:.0f}" for m, v in eff.items() if v is not None)
         console.print(f"effective n, {lab}: {parts}")
@@ -124,11 +169,16 @@ def print_result(result: dict[str, Any], console: Console) -> None:
         parts = ", ".join(f"{m} {'unreachable' if v is None else v}" for m, v in more.items())
         console.print(f"more codes for half-width {result['target_width']}, {lab}: {parts}")
     if "regression" in result:
-        t = Table(title=f"{result['formula']} ({result['family']}), {pct} intervals")
+        scale = result.get("scale", result["family"])
+        t = Table(
+            title=escape(
+                f"{result['formula']} ({result['family']}; scale: {scale}), {pct} intervals"
+            )
+        )
         t.add_column("term")
         for m in result["regression"]:
             t.add_column(m, justify="right")
         terms = next(iter(result["regression"].values()))
         for term in terms:
-            t.add_row(term, *(fmt(r[term]) for r in result["regression"].values()))
+            t.add_row(escape(term), *(fmt(r[term]) for r in result["regression"].values()))
         console.print(t)

@@ -4,7 +4,7 @@ human codes alone, PPI++ and DSL."""
 
 from __future__ import annotations
 
-from .design import Draw, simple_random, stratified
+from .design import Draw, simple_random, stratified, uncertainty
 from .estimators import METHODS, Estimate
 from .inference import estimate, infer
 from .table import Prepared, Source, load
@@ -20,4 +20,5 @@ __all__ = [
     "load",
     "simple_random",
     "stratified",
+    "uncertainty",
 ]

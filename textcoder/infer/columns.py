@@ -6,12 +6,15 @@ from __future__ import annotations
 from .. import output
 from ..output import slug
 
-__all__ = ["SAMPLED", "SAMPLE_PROB", "slug"]
+__all__ = ["SAMPLED", "SAMPLE_PROB", "SAMPLE_STRATUM", "slug"]
 
 #: the column `textcoder sample` adds: each row's probability of being drawn
 SAMPLE_PROB = "sample_prob"
 #: the column `textcoder sample --mark` adds: whether the row was drawn
 SAMPLED = "sampled"
+#: the column `textcoder sample` adds for a stratified or uncertainty design: the stratum a
+#: drawn row's missing code is assumed missing at random within
+SAMPLE_STRATUM = "sample_stratum"
 #: what textcoder 0.1 called the mass outside the scheme (now `V_outside`)
 LEGACY_OUTSIDE = "p_other"
 

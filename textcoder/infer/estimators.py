@@ -88,6 +88,27 @@ def ppi(f: Array, y: Array, r: Mask, lam: Array | None = None) -> Estimate:
     return Estimate(est, np.sqrt(var))
 
 
+def ipw_lambda(f: Array, y: Array, r: Mask, pi: Array) -> Array:
+    """The weight on the model that minimises the variance of PPI++'s inverse-probability-
+    weighted form: the pseudo-outcome is a + lam * b with a = (r/pi) y and b = f (1 - r/pi),
+    so lam = -cov(a, b) / var(b), clipped to [0, 1]."""
+    w = np.where(r, 1.0 / np.where(r, pi, 1.0), 0.0)
+    a, b = w * np.where(r, y, 0.0), f * (1.0 - w)
+    cov = (a * b).mean(-1) - a.mean(-1) * b.mean(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = -cov / b.var(-1)
+    clean = np.nan_to_num(lam, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.asarray(np.clip(clean, 0.0, 1.0), dtype=np.float64)
+
+
+def ppi_ipw(f: Array, y: Array, r: Mask, pi: Array, lam: Array | None = None) -> Estimate:
+    """PPI++ for known unequal inclusion probabilities (Zrnic and Candes 2024, active
+    inference): the mean over all rows of lam f + (r/pi)(y - lam f), sandwich SE. With
+    lam = 1 it is DSL with the model's raw probability."""
+    lam = ipw_lambda(f, y, r, pi) if lam is None else np.asarray(lam, dtype=np.float64)
+    return dsl(lam[..., None] * f, y, r, pi)
+
+
 def dsl_pseudo(f: Array, y: Array, r: Mask, pi: Array) -> Array:
     """DSL's design-adjusted pseudo-outcome f + (r / pi)(y - f) for every row."""
     return np.where(r, f + (y - f) / np.where(r, pi, 1.0), f)

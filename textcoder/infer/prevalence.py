@@ -10,9 +10,9 @@ import numpy as np
 from scipy.stats import norm
 
 from . import estimators as est
-from .table import Prepared
+from .table import MIN_CODED, Prepared
 
-Cell = dict[str, float | None]
+Cell = dict[str, float | bool | None]
 
 
 def estimate(
@@ -22,9 +22,11 @@ def estimate(
     pi: est.Array,
     methods: Sequence[str],
     g: est.Array | None = None,
+    ipw: bool = False,
 ) -> dict[str, est.Estimate]:
     """One category's estimate by each method named in `methods` (1-D arrays over rows);
-    `g` is DSL's prediction where it differs from the model's (cross-fitted)."""
+    `g` is DSL's prediction where it differs from the model's (cross-fitted); `ipw` takes
+    PPI++ in its inverse-probability-weighted form (unequal probabilities)."""
     out: dict[str, est.Estimate] = {}
     for m in methods:
         if m == "model":
@@ -32,7 +34,7 @@ def estimate(
         elif m == "human":
             out[m] = est.human_only(y, r, pi)
         elif m == "ppi":
-            out[m] = est.ppi(f, y, r)
+            out[m] = est.ppi_ipw(f, y, r, pi) if ipw else est.ppi(f, y, r)
         elif m == "dsl":
             out[m] = est.dsl(f if g is None else g, y, r, pi)
         else:
@@ -40,15 +42,20 @@ def estimate(
     return out
 
 
+CELL = ("estimate", "ci_low", "ci_high", "se", "clipped")
+
+
 def cell(e: est.Estimate, level: float) -> Cell:
-    """`{estimate, ci_low, ci_high, se}` as plain floats (None where undefined)."""
+    """`{estimate, ci_low, ci_high, se, clipped}` as plain floats (None where undefined);
+    a share lies in [0, 1], so the estimate and bounds are clipped to it, and `clipped`
+    says where that happened."""
     lo, hi = e.interval(level)
-    return {
-        k: _num(v)
-        for k, v in zip(
-            ("estimate", "ci_low", "ci_high", "se"), (e.estimate, lo, hi, e.se), strict=True
-        )
-    }
+    raw = [_num(v) for v in (e.estimate, lo, hi)]
+    kept = [None if v is None else min(max(v, 0.0), 1.0) for v in raw]
+    out: Cell = dict(zip(CELL[:3], kept, strict=True))
+    out["se"] = _num(e.se)
+    out["clipped"] = None if raw[0] is None else kept != raw
+    return out
 
 
 def _num(x: Any) -> float | None:
@@ -73,16 +80,14 @@ def table(
     parts: dict[str, Any] = {}
     for j, lab in enumerate(prep.labels):
         f, y = prep.f[sel, j], prep.y[sel, j]
-        if not r.any():
-            cells[lab] = {
-                m: dict.fromkeys(("estimate", "ci_low", "ci_high", "se")) for m in methods
-            }
+        if r.sum() < MIN_CODED:  # a group with fewer than two codes: no interval
+            cells[lab] = {m: dict.fromkeys(CELL) for m in methods}
             continue
         gj = f if g is None else g[sel, j]
-        found = estimate(f, y, r, pi, methods, gj)
+        found = estimate(f, y, r, pi, methods, gj, ipw=not prep.equal_pi)
         cells[lab] = {m: cell(e, level) for m, e in found.items()}
         eff[lab] = {m: _num(est.effective_n(e)) for m, e in found.items() if m != "model"}
-        parts[lab] = (f, y, r, pi, found, gj)
+        parts[lab] = (f, y, r, pi, found, gj, not prep.equal_pi)
     return cells, eff, parts
 
 
@@ -95,22 +100,35 @@ def more_needed(
     z = float(norm.ppf(0.5 + level / 2))
     target = (width / z) ** 2
     out: dict[str, dict[str, int | None]] = {}
-    for lab, (f, y, r, pi, found, g) in parts.items():
+    for lab, (f, y, r, pi, found, g, ipw) in parts.items():
         n, total = int(r.sum()), len(r)
         need: dict[str, float | None] = {}
         if "human" in found:
             need["human"] = n * float(found["human"].se) ** 2 / target
-        if "ppi" in found:
+        if "ppi" in found and ipw:
+            need["ppi"] = _more_dsl(
+                found["ppi"], y, r, pi, est.ipw_lambda(f, y, r, pi) * f, n, target
+            )
+        elif "ppi" in found:
             lam = float(est.ppi_lambda(f, y, r))
             a = lam**2 * float(f[~r].var()) / max(total - n, 1)
             b = float((y[r] - lam * f[r]).var())
             need["ppi"] = b / (target - a) if target > a else None
         if "dsl" in found:
-            resid = float(np.sum((y[r] - g[r]) ** 2 / pi[r] ** 2)) / total**2
-            fixed = float(found["dsl"].se) ** 2 - resid
-            need["dsl"] = n * resid / (target - fixed) if target > fixed else None
+            need["dsl"] = _more_dsl(found["dsl"], y, r, pi, g, n, target)
         out[lab] = {
             m: (None if v is None or v > total else max(0, int(np.ceil(v)) - n))
             for m, v in need.items()
         }
     return out
+
+
+def _more_dsl(
+    e: est.Estimate, y: est.Array, r: est.Mask, pi: est.Array, g: est.Array, n: int, target: float
+) -> float | None:
+    """The human codes an AIPW estimate (DSL, weighted PPI++) with prediction `g` needs for
+    a squared SE of `target`: the residual part of its variance shrinks as 1/n."""
+    total = len(r)
+    resid = float(np.sum((y[r] - g[r]) ** 2 / pi[r] ** 2)) / total**2
+    fixed = float(e.se) ** 2 - resid
+    return n * resid / (target - fixed) if target > fixed else None

@@ -29,8 +29,9 @@ def prevalence_section(coded: Coded) -> str:
 <h3>Prevalence: model codes corrected by the human codes</h3>
 <p class="note">{result["n_coded"]} human codes of {result["n_total"]} rows; {result["level"]:.0%}
 intervals. <code>model</code>: the model alone; <code>human</code>: the human codes alone,
-weighted by sample_prob; <code>ppi</code>: PPI++ (valid for a simple random sample);
-<code>dsl</code>: design-based supervised learning (valid for any known sample_prob).</p>
+weighted by sample_prob; <code>ppi</code>: PPI++ (its inverse-probability-weighted form where sample_prob differs);
+<code>dsl</code>: design-based supervised learning (valid for any known sample_prob; its
+prediction of the human code: {html.escape(result["dsl_prediction"])}).</p>
 {notes}
 {prevalence_table(result)}
 <img class="prevalence" alt="prevalence intervals" src="data:image/png;base64,{interval_plot(result)}">"""
@@ -44,7 +45,8 @@ def prevalence_table(result: dict[str, Any]) -> str:
     def cell(c: dict[str, Any]) -> str:
         if c["estimate"] is None:
             return "n/a"
-        return f"{c['estimate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+        mark = " (clipped to [0, 1])" if c.get("clipped") else ""
+        return f"{c['estimate']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]{mark}"
 
     rows = "".join(
         f"<tr><th>{html.escape(lab)}</th>"

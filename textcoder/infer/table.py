@@ -17,9 +17,12 @@ from ..codebook import Codebook, Variable
 from ..evaluate.load import read_manifest
 from ..tables import read_table
 from . import columns as col
+from .inclusion import Design, Missing, inclusion
 
 #: fewer human codes than this in a category earns a warning (Törnberg 2024: 20-30)
 MIN_PER_CATEGORY = 30
+#: fewer human codes than this in all gives no interval at all (a variance needs two)
+MIN_CODED = 2
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Prepared:
     equal_pi: bool  # True when every coded row has the same probability (a simple random sample)
     warnings: list[str] = field(default_factory=list)
     n_failed: int = 0
+    design: Design | None = None  # how the probabilities were found
 
     @property
     def labels(self) -> list[str]:
@@ -58,9 +62,11 @@ def load(
     variable: str | None = None,
     codebook: Codebook | None = None,
     known: Variable | None = None,
+    missing: Missing = "adjust",
 ) -> Prepared:
     """Read `path` (with or without its manifest) and its human codes; `known` is the
-    variable when the caller has it already (the evaluation report)."""
+    variable when the caller has it already (the evaluation report); `missing` says what to
+    do with drawn rows that have no human code (refuse, or adjust for them)."""
     df = read_table(path)
     manifest = read_manifest(path)
     var = known or resolve_variable(df, manifest, variable, codebook, str(path))
@@ -75,7 +81,7 @@ def load(
             raise DataError(f"{path}: no column {gold_col!r} of human codes")
     else:
         raise UsageError("give the human codes with --gold COLUMN or --gold-file FILE")
-    return prepare(df, var, gold_col, str(path), warnings)
+    return prepare(df, var, gold_col, str(path), warnings, missing)
 
 
 def resolve_variable(
@@ -155,11 +161,30 @@ def join_gold(
             "is the sample from another table?"
         )
     codes = dict(zip(gold["__id__"], gold[code_col].map(_text), strict=True))
-    out = df.assign(__gold__=ids.map(codes).fillna(""))
-    if col.SAMPLE_PROB in gold.columns and col.SAMPLE_PROB not in df.columns:
-        probs = dict(zip(gold["__id__"], gold[col.SAMPLE_PROB], strict=True))
-        out[col.SAMPLE_PROB] = ids.map(probs)
+    out = df.assign(__gold__=ids.map(codes).fillna(""), **{DRAWN: ids.isin(set(codes))})
+    for c in (col.SAMPLE_PROB, col.SAMPLE_STRATUM):
+        if c in gold.columns and c not in df.columns:
+            out[c] = ids.map(dict(zip(gold["__id__"], gold[c], strict=True)))
     return out
+
+
+#: the column join_gold adds: the rows of the gold file, every one of them drawn
+DRAWN = "__drawn__"
+
+
+def drawn_rows(df: pd.DataFrame, where: str) -> npt.NDArray[np.bool_] | None:
+    """Which rows were drawn for human coding: the gold file's rows, or the `sampled` mark;
+    None where the table does not say."""
+    if DRAWN in df.columns:
+        return df[DRAWN].to_numpy(dtype=bool)
+    if col.SAMPLED not in df.columns:
+        return None
+    marks = df[col.SAMPLED].map(lambda x: _text(x).lower())
+    bad = ~marks.isin(["true", "false", "1", "0", "1.0", "0.0"])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{where}: row {i + 1}: {col.SAMPLED} {marks.iloc[i]!r} is not true/false")
+    return marks.isin(["true", "1", "1.0"]).to_numpy()
 
 
 def _text(x: Any) -> str:
@@ -169,19 +194,29 @@ def _text(x: Any) -> str:
 
 
 def prepare(
-    df: pd.DataFrame, var: Variable, gold_col: str, where: str, warnings: list[str]
+    df: pd.DataFrame,
+    var: Variable,
+    gold_col: str,
+    where: str,
+    warnings: list[str],
+    missing: Missing = "adjust",
 ) -> Prepared:
     """Arrays from a frame holding the model's columns and a column of human codes."""
     f, ok = predictions(df, var, where)
     n_failed = int((~ok).sum())
     if n_failed:
         warnings.append(f"left out {n_failed} rows the model failed to code")
+    drawn = drawn_rows(df, where)
     df = df.loc[ok].reset_index(drop=True)
     f = f[ok]
     y, r = human_codes(df[gold_col], var, where, gold_col)
-    if not r.any():
-        raise DataError(f"{where}: no row has a human code in {gold_col!r}")
-    pi, equal = inclusion(df, r, warnings)
+    if int(r.sum()) < MIN_CODED:
+        raise DataError(
+            f"{where}: {int(r.sum())} rows have a human code in {gold_col!r}; an interval "
+            f"needs at least {MIN_CODED}"
+        )
+    design = inclusion(df, r, None if drawn is None else drawn[ok], warnings, where, missing)
+    pi, equal = design.pi, design.equal
     for j, lab in enumerate(var.labels):
         k = int(y[r, j].sum())
         if k < MIN_PER_CATEGORY:
@@ -189,7 +224,7 @@ def prepare(
                 f"only {k} human codes are {lab!r} (fewer than {MIN_PER_CATEGORY}): "
                 "its intervals rest on few cases"
             )
-    return Prepared(var, df, f, y, r, pi, equal, warnings, n_failed)
+    return Prepared(var, df, f, y, r, pi, equal, warnings, n_failed, design)
 
 
 def predictions(
@@ -201,8 +236,14 @@ def predictions(
     cols = [col.prob_column(v, lab) for lab in var.labels]
     if all(c in df.columns for c in cols):
         f = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        bad = np.argwhere((f < -1e-9) | (f > 1 + 1e-9))
+        if bad.size:
+            i, j = (int(x) for x in bad[0])
+            raise DataError(
+                f"{where}: row {i + 1}: {cols[j]} {f[i, j]:g} is not a probability (0 to 1)"
+            )
         ok = ~np.isnan(f).any(axis=1)
-        return np.nan_to_num(f), ok
+        return np.clip(np.nan_to_num(f), 0.0, 1.0), ok
     lab_col = col.label_column(v)
     if lab_col not in df.columns:
         raise DataError(f"{where}: not a coded table for {v!r}: no column {cols[0]!r} or {v!r}")
@@ -248,29 +289,3 @@ def human_codes(
         y[i, cats] = 1.0
         r[i] = True
     return y, r
-
-
-def inclusion(
-    df: pd.DataFrame, r: npt.NDArray[np.bool_], warnings: list[str]
-) -> tuple[npt.NDArray[np.float64], bool]:
-    """Each row's inclusion probability and whether the coded rows share one. From the
-    `sample_prob` column; without it (or with gaps on coded rows) a simple random sample."""
-    n, total = int(r.sum()), len(r)
-    srs = np.full(total, n / total)
-    if col.SAMPLE_PROB not in df.columns:
-        warnings.append(f"no {col.SAMPLE_PROB} column: a simple random sample is assumed")
-        return srs, True
-    pi = pd.to_numeric(df[col.SAMPLE_PROB], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(pi[r]).any():
-        k = int(np.isnan(pi[r]).sum())
-        warnings.append(
-            f"{k} human codes have no {col.SAMPLE_PROB}: a simple random sample is assumed"
-        )
-        return srs, True
-    bad = np.flatnonzero(r & ((pi <= 0) | (pi > 1)))
-    if bad.size:
-        raise DataError(f"row {bad[0] + 1}: {col.SAMPLE_PROB} {pi[bad[0]]} is not in (0, 1]")
-    if not np.isnan(pi).any() and pi.sum() > 0:
-        pi = pi * (n / pi.sum())  # as R's dsl: mean(pi) = n / N (uncoded sampled rows)
-    equal = bool(np.ptp(pi[r]) <= 1e-9 * max(float(pi[r].max()), 1e-12))
-    return pi, equal
