@@ -25,8 +25,8 @@ from .runlock import RunLock
 from .runner import Runner, RunStats
 from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
 from .store import Store, default_store_path
-from .table_rows import missing, scan_rows, table_rows
-from .tables import CHUNK_ROWS, TableWriter, iter_table, table_columns
+from .table_rows import TableStream, missing, scan_rows
+from .tables import CHUNK_ROWS, TableWriter, table_columns
 
 
 class Coder:
@@ -262,6 +262,7 @@ class Coder:
         gold: str | Sequence[str] | dict[str, str] | None = None,
         chunksize: int = CHUNK_ROWS,
         warn: Callable[[str], None] | None = None,
+        rows: int | None = None,
     ) -> RunStats:
         """Code a table file into `output`, every answer kept in a store as it arrives.
 
@@ -270,17 +271,21 @@ class Coder:
         read in chunks and the output written chunk by chunk in input order, so memory stays
         flat however long the table (unless calibrating, which needs every row at once).
         `progress`: `auto`, `bar`, `lines` or `off`. Raises `RunInterrupted` on SIGINT/SIGTERM
-        when `handle_signals`; nothing is written then, and the next run resumes.
+        when `handle_signals`; nothing is written then, and the next run resumes. `rows`: the
+        row count `scan_rows` gave, where the caller checked the table before anything was sent.
         """
-        total = scan_rows(data, text_column, id_column, chunksize, warn)
+        total = (
+            rows if rows is not None else scan_rows(data, text_column, id_column, chunksize, warn)
+        )
         path = Path(store) if store is not None else self.store_path or default_store_path(output)
         runner = self._runner(self._open_store(path))
         prog = Progress(total, runner.stats, mode=progress)
         writer = TableWriter(output)
         frames: list[pd.DataFrame] = []
+        table = TableStream(data, text_column, id_column, chunksize)  # one parse, one way
         # each chunk is written as soon as its rows are coded, in input order
         chunks = OrderedChunks(
-            iter_table(data, chunksize),
+            table.chunks,
             self.codebook,
             self.scorer.columns,
             writer.write if self.calibrate == "none" else frames.append,
@@ -290,7 +295,7 @@ class Coder:
             try:
                 run_sync(
                     lambda: runner.run_items(
-                        table_rows(data, text_column, id_column, chunksize),
+                        table.rows(),
                         prog,
                         handle_signals,
                         on_row=chunks.add,

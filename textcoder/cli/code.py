@@ -16,7 +16,8 @@ from ..run.schedule import RunInterrupted
 from ..runlock import RunLock
 from ..scoring import METHODS
 from ..store import default_store_path
-from ..tables import check_output, default_output, read_table
+from ..table_rows import scan_rows
+from ..tables import CHUNK_ROWS, check_output, default_output, read_table
 from . import batch_code, evaluate
 from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options, add_table_options
@@ -111,12 +112,18 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
         except DataError as exc:
             raise DataError(f"{args.data}: {exc}") from None
     del df
-    coder = _coder(args, book)
 
     def warn(message: str) -> None:
         if not args.quiet:
             print(f"textcoder: {message}", file=sys.stderr)
 
+    # the table is checked before anything is sent, the probe included (batch runs send no probe)
+    rows = (
+        None
+        if args.batch
+        else scan_rows(args.data, args.text_column, args.id_column, CHUNK_ROWS, warn)
+    )
+    coder = _coder(args, book)
     for note in coder.notes:
         warn(note)
     if args.batch:  # batch hook (issue 16): plan, submit or re-attach, wait, collect, write
@@ -132,6 +139,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             handle_signals=True,
             gold=args.gold,
             warn=warn,
+            rows=rows,
         )
     except RunInterrupted as exc:
         print(

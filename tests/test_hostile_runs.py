@@ -1,0 +1,62 @@
+"""Runs that survive hostile input and flaky fleets: malformed tables, broken answers, a pool
+that recovers, a batch store that never sticks, options checked in one place. Every test goes
+through the command line against the loopback stand-ins (tests/flaky_server.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from .conftest import EXAMPLES, textcoder
+from .flaky_server import FlakyServer
+
+BOOK = EXAMPLES / "sentiment.yaml"
+
+
+def _code(data: Path, server: FlakyServer, *extra: str) -> tuple[int, str]:
+    proc = textcoder(
+        "code", str(data), "-c", str(BOOK), "--base-url", server.url, "--api-key", "sk-test",
+        "--timeout", "5", *extra,
+    )  # fmt: skip
+    return proc.returncode, proc.stderr
+
+
+# the input table ---------------------------------------------------------------------------
+
+
+def test_a_row_with_an_extra_field_is_one_error_naming_its_line(tmp_path: Path) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("id,text\n1,first, with comma\n2,second\n3,third\n")
+    later = tmp_path / "later.csv"
+    later.write_text("id,text\n1,first\n2,second\n3,third, with comma\n4,fourth\n")
+    with FlakyServer() as server:
+        for data, line in ((first, 2), (later, 4)):
+            rc, err = _code(data, server, "--id-column", "id")
+            assert rc != 0 and f"{data}: line {line}: " in err, err
+            assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+            assert not (tmp_path / f"{data.stem}.coded.csv").exists()
+        assert server.requests() == []  # nothing sent, not even the probe
+
+
+def test_jsonl_ids_are_kept_as_written_and_a_null_id_names_its_line(tmp_path: Path) -> None:
+    ids = [1590000000000000001 + i for i in range(4)]
+    rows = [{"id": i, "text": f"text number {n}"} for n, i in enumerate(ids)]
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in [*rows[:2], {"id": None, "text": "x"}]))
+    with FlakyServer() as server:
+        rc, err = _code(good, server, "--id-column", "id", "--scoring", "logprobs")
+        assert rc == 0, err
+        with (tmp_path / "good.coded.jsonl").open() as f:
+            written = [json.loads(line, parse_int=str)["id"] for line in f]
+        assert written == [str(i) for i in ids]
+        sent = len(server.requests())
+        rc, err = _code(bad, server, "--id-column", "id")
+        assert rc != 0 and f"{bad}: line 3: no id in column 'id'" in err, err
+        assert len(server.requests()) == sent
+    db = sqlite3.connect(tmp_path / "good.coded.jsonl.textcoder.sqlite")
+    stored = sorted(r[0] for r in db.execute("SELECT DISTINCT row_id FROM answers"))
+    db.close()
+    assert stored == [str(i) for i in ids]
