@@ -7,19 +7,30 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
+from .test_runs import write_data
 
 BOOK = EXAMPLES / "sentiment.yaml"
 
 
-def _code(data: Path, server: FlakyServer, *extra: str) -> tuple[int, str]:
+def _code(data: Path, server: FlakyServer | list[FlakyServer], *extra: str) -> tuple[int, str]:
+    urls = [
+        a for s in (server if isinstance(server, list) else [server]) for a in ("--base-url", s.url)
+    ]
     proc = textcoder(
-        "code", str(data), "-c", str(BOOK), "--base-url", server.url, "--api-key", "sk-test",
-        "--timeout", "5", *extra,
+        "code", str(data), "-c", str(BOOK), *urls, "--api-key", "sk-test", "--timeout", "5",
+        *extra,
     )  # fmt: skip
     return proc.returncode, proc.stderr
+
+
+def _manifest(out: Path) -> dict[str, Any]:
+    return json.loads(out.with_name(out.name + ".manifest.json").read_text())  # type: ignore[no-any-return]
 
 
 # the input table ---------------------------------------------------------------------------
@@ -60,3 +71,23 @@ def test_jsonl_ids_are_kept_as_written_and_a_null_id_names_its_line(tmp_path: Pa
     stored = sorted(r[0] for r in db.execute("SELECT DISTINCT row_id FROM answers"))
     db.close()
     assert stored == [str(i) for i in ids]
+
+
+# answers and servers -----------------------------------------------------------------------
+
+
+def test_a_malformed_answer_is_retried_on_another_server_and_counted(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    ids = write_data(data, 40)
+    with FlakyServer(models=["m"]) as good, FlakyServer(default="html", models=["m"]) as bad:
+        rc, err = _code(
+            data, [good, bad], "--id-column", "id", "--model", "m", "--scoring", "logprobs",
+            "--concurrency", "4",
+        )  # fmt: skip
+        assert rc == 0, err
+        assert len(good.answers_by_key()) == 40 and bad.requests()
+    out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+    assert list(out["id"]) == ids and not any(out["sentiment_error"])
+    by_url = {s["base_url"].rstrip("/"): s for s in _manifest(tmp_path / "d.coded.csv")["servers"]}
+    assert by_url[bad.url]["failures"] == by_url[bad.url]["requests"] > 0
+    assert by_url[bad.url]["mean_latency_s"] is None

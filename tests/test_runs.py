@@ -114,9 +114,9 @@ def test_a_400_is_not_retried_and_the_next_run_retries_only_failures(tmp_path: P
 
 
 def test_a_broken_answer_fails_its_row_clearly_and_no_other(tmp_path: Path) -> None:
-    plan = {"<r001>": ["html"], "<r003>": ["nochoices"]}
+    plan = {"<r001>": ["html"] * 2, "<r003>": ["nochoices"] * 2}
     with FlakyServer(plan) as server:
-        c = coder(server, tmp_path / "s.sqlite")
+        c = coder(server, tmp_path / "s.sqlite", max_retries=1)
         results = c.code_texts(texts(5), progress=False)
         c.close()
     assert "not JSON" in (results[1].error or "") and "Gateway says hello" in (

@@ -210,8 +210,9 @@ class OpenAIBackend(Backend):
         try:
             return json.loads(raw)
         except ValueError:
+            # a proxy's page or a body cut short: a passing fault of this server, not the request's
             raise BackendError(
-                f"the server's answer is not JSON: {raw[:200]!r}", status=status
+                f"the server's answer is not JSON: {raw[:200]!r}", status=status, transient=True
             ) from None
 
     def _exact_http(self) -> Any:
@@ -238,7 +239,7 @@ def completion_from_json(data: Any) -> Completion:
     try:
         choices = data["choices"]
         if not choices:
-            raise BackendError("the server answered with no choices")
+            raise BackendError("the server answered with no choices", transient=True)
         choice = choices[0]
         tokens: tuple[TokenLogprob, ...] = ()
         content = (choice.get("logprobs") or {}).get("content")
@@ -267,7 +268,8 @@ def completion_from_json(data: Any) -> Completion:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BackendError(
             f"the server's answer is not a chat completion ({type(exc).__name__}: {exc}): "
-            f"{str(data)[:200]}"
+            f"{str(data)[:200]}",
+            transient=True,
         ) from None
 
 
