@@ -71,6 +71,7 @@ class FlakyServer:
         refuse_logprobs: bool = False,
         port: int = 0,
         models: Sequence[str] | None = None,
+        any_route: bool = False,
     ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
@@ -90,6 +91,8 @@ class FlakyServer:
         self._lock = threading.Lock()
         #: what `GET /v1/models` lists (None: an answer with no list, as some servers give)
         self.models = list(models) if models is not None else None
+        #: answer a chat completion on every POST route, as some gateways do (no 404s)
+        self.any_route = any_route
         self._httpd = _Reusable(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -247,7 +250,7 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if not self.path.endswith("/chat/completions"):
+            if not self.path.endswith("/chat/completions") and not server.any_route:
                 self._send(404, _error("not found", "invalid_request_error"))
                 return
             messages = body.get("messages") or [{}]

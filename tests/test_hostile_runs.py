@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
@@ -91,3 +92,40 @@ def test_a_malformed_answer_is_retried_on_another_server_and_counted(tmp_path: P
     by_url = {s["base_url"].rstrip("/"): s for s in _manifest(tmp_path / "d.coded.csv")["servers"]}
     assert by_url[bad.url]["failures"] == by_url[bad.url]["requests"] > 0
     assert by_url[bad.url]["mean_latency_s"] is None
+
+
+def test_a_default_run_needs_no_optional_route(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    write_data(data, 6)
+    with FlakyServer(any_route=True) as server:  # a chat completion from /tokenize too
+        rc, err = _code(data, server)
+        assert rc == 0 and "Unclosed" not in err, err
+        out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+        assert len(out) == 6 and not any(out["sentiment_error"])
+        rc, err = _code(data, server, "--scoring", "exact", "-o", str(tmp_path / "x.csv"))
+        assert rc == 1 and "scoring 'exact' needs" in err, err
+        assert "Unclosed" not in err and "Traceback" not in err
+
+
+# options -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "nan"), ("--timeout", "inf"),
+        ("--rpm", "0"), ("--rpm", "-5"), ("--tpm", "0"), ("--max-retries", "-1"),
+        ("--max-tokens", "0"), ("--temperature", "-2"), ("--threshold", "7"),
+        ("--concurrency", "0"), ("--n", "0"),
+    ],
+)  # fmt: skip
+def test_a_number_out_of_range_is_one_line_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    data = tmp_path / "d.csv"
+    write_data(data, 2)
+    with FlakyServer() as server:
+        rc, err = _code(data, server, "--scoring", "logprobs", option, value)
+        assert rc != 0 and err.startswith(f"textcoder: error: {option} must be "), err
+        assert len(err.strip().splitlines()) == 1, err
+        assert server.requests() == []

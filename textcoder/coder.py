@@ -16,6 +16,7 @@ from .backends import Backend, make_backend
 from .backends.base import ABILITIES, Capabilities
 from .codebook import Codebook
 from .examples_select import make_selector
+from .limits import check_settings
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
@@ -65,6 +66,12 @@ class Coder:
         self.codebook = (
             Codebook.from_yaml(codebook) if isinstance(codebook, str | Path) else codebook
         )
+        check_settings(
+            concurrency=concurrency, max_tokens=max_tokens, n=n, max_retries=max_retries,
+            timeout=timeout, rpm=rpm, tpm=tpm, temperature=temperature, threshold=threshold,
+        )  # fmt: skip
+        if scoring is not None and scoring not in METHODS:
+            raise UsageError(f"unknown scoring {scoring!r}; one of {', '.join(METHODS)}")
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -78,22 +85,20 @@ class Coder:
                 max_retries=0,
                 allow_mixed_models=allow_mixed_models,
             )
-        run_sync(self.backend.start)
-        if scoring is not None and scoring not in METHODS:
-            raise UsageError(f"unknown scoring {scoring!r}; one of {', '.join(METHODS)}")
-        if n < 1:
-            raise UsageError(f"n must be at least 1, not {n}")
-        if concurrency is not None and concurrency < 1:
-            raise UsageError(f"concurrency must be at least 1, not {concurrency}")
-        self.retry = RetryPolicy(max_retries=max(0, max_retries))
+        self.retry = RetryPolicy(max_retries=max_retries)
         #: batch hook (issue 16): requests go through OpenAI's Batch API (batch_coder.py), so
         #: nothing is probed online, OpenAI's abilities are assumed, and `executor`, when set,
         #: answers the runs' requests in place of the online executor
         self.batch = batch
         self.executor: Callable[[Runner], OnlineExecutor] | None = None
-        #: what the engine honours (an HTTP server is asked once, where the method depends on it)
-        self.capabilities = self._probe(scoring)
-        self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
+        try:  # a server that cannot be used: its connections are closed before the error
+            run_sync(self.backend.start)
+            #: what the engine honours (an HTTP server is asked once, where the method needs it)
+            self.capabilities = self._probe(scoring)
+            self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
+        except BaseException:
+            run_sync(self.backend.aclose)
+            raise
         self.scoring = self.scorer.name
         self.notes: list[str] = []
         if self.codebook.mode == "joint" and not self.capabilities.json_schema:
@@ -174,7 +179,10 @@ class Coder:
             return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=True)
         if scoring is not None and not joint and not get_scorer(scoring).probes:
             return self.backend.capabilities()
-        return run_sync(lambda: self.backend.probe(json_schema=joint, retry=self.retry))
+        exact = scoring is not None and "continuations" in get_scorer(scoring).needs
+        return run_sync(
+            lambda: self.backend.probe(json_schema=joint, retry=self.retry, continuations=exact)
+        )
 
     def code(self, text: str) -> CodeResult:
         """Code one text: every variable's label, probabilities and raw answer."""

@@ -152,12 +152,18 @@ class OpenAIBackend(Backend):
         return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=None)
 
     async def probe(
-        self, json_schema: bool = False, retry: RetryPolicy | None = None
+        self,
+        json_schema: bool = False,
+        retry: RetryPolicy | None = None,
+        continuations: bool = False,
     ) -> Capabilities:
-        """Ask the server (see `capabilities.probe`), retried as coding requests are."""
+        """Ask the server (see `capabilities.probe`), retried as coding requests are; exact
+        scoring's routes only when `continuations` (a default run needs no optional route)."""
         found = await probe_server(
             self._post, self._root, self.model, json_schema=json_schema, retry=retry
         )
+        if not continuations:
+            return found
         return replace(found, continuations=await self._exact_http().supported(retry))
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:

@@ -128,11 +128,16 @@ class ServerPool(Backend):
         return self.servers[0].backend.capabilities()
 
     async def probe(
-        self, json_schema: bool = False, retry: RetryPolicy | None = None
+        self,
+        json_schema: bool = False,
+        retry: RetryPolicy | None = None,
+        continuations: bool = False,
     ) -> Capabilities:
         found = await probe_server(
             self._post, "the servers", self.model, json_schema=json_schema, retry=retry
         )
+        if not continuations:
+            return found
         exact: bool = await self._route(lambda b: b._exact_http().supported(retry))
         return replace(found, continuations=exact)
 
