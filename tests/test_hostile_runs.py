@@ -5,6 +5,8 @@ through the command line against the loopback stand-ins (tests/flaky_server.py).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
-from .test_runs import write_data
+from .test_runs import _start_and_wait, write_data
 
 BOOK = EXAMPLES / "sentiment.yaml"
 
@@ -129,3 +131,31 @@ def test_a_number_out_of_range_is_one_line_naming_the_option(
         assert rc != 0 and err.startswith(f"textcoder: error: {option} must be "), err
         assert len(err.strip().splitlines()) == 1, err
         assert server.requests() == []
+
+
+# the lock ----------------------------------------------------------------------------------
+
+
+def test_a_symlinked_store_or_a_shared_output_meets_the_live_run(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    write_data(data, 40)
+    store = tmp_path / "x.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(store)
+    out = tmp_path / "o.csv"
+    with FlakyServer(delay=0.5) as server:  # the first run takes 20 s: still live below
+        args = ["code", str(data), "-c", str(BOOK), "--id-column", "id", "--base-url", server.url]
+        args += ["--scoring", "logprobs", "--concurrency", "1", "--api-key", "sk-test"]
+        first = _start_and_wait([*args, "--store", str(store), "-o", str(out)], store, 1)
+        try:
+            for extra, what in (
+                (["--store", str(link), "-o", str(tmp_path / "other.csv")], "store"),
+                (["--store", str(tmp_path / "y.sqlite"), "-o", str(out)], "output"),
+            ):
+                proc = textcoder(*args, *extra)
+                assert proc.returncode == 1, proc.stderr
+                assert f"pid {first.pid}" in proc.stderr and f"using this {what}" in proc.stderr
+            assert set(server.answers_by_key().values()) == {1}  # nothing paid twice
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.communicate(timeout=30)

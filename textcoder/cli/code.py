@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.parent.is_dir():
             raise UsageError(f"{path}: the {what}'s folder {path.parent} does not exist")
     batch_code.check(args, store)  # batch hook (issue 16)
-    with RunLock(store):  # before anything is sent: a second live run stops here
+    # before anything is sent: a second live run on this store or this output stops here
+    with RunLock(store), RunLock(out, "output"):
         return _run(args, book, out, store)
 
 
