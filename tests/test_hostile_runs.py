@@ -8,14 +8,19 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from .batch_server import BatchServer
 from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
+from .test_batch import code_args as batch_args
+from .test_batch import table as batch_table
 from .test_runs import _start_and_wait, write_data
 
 BOOK = EXAMPLES / "sentiment.yaml"
@@ -30,6 +35,14 @@ def _code(data: Path, server: FlakyServer | list[FlakyServer], *extra: str) -> t
         *extra,
     )  # fmt: skip
     return proc.returncode, proc.stderr
+
+
+def textcoder_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line with extra environment variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "textcoder", *args],
+        capture_output=True, text=True, env={**os.environ, **env},
+    )  # fmt: skip
 
 
 def _manifest(out: Path) -> dict[str, Any]:
@@ -159,3 +172,38 @@ def test_a_symlinked_store_or_a_shared_output_meets_the_live_run(tmp_path: Path)
         finally:
             os.kill(first.pid, signal.SIGKILL)
             first.communicate(timeout=30)
+
+
+# the batch store ---------------------------------------------------------------------------
+
+
+def test_a_batch_whose_rows_were_coded_online_never_sticks(tmp_path: Path) -> None:
+    data, out = batch_table(tmp_path / "in.csv", 4), tmp_path / "out.csv"
+    store = tmp_path / "out.csv.textcoder.sqlite"
+    env = {"TEXTCODER_BATCH_POLL": "0"}
+    with BatchServer() as server:
+        server.hold.set()  # the batch stays in progress
+        assert (
+            textcoder_env(env, *batch_args(server, data, out, "--batch", "--no-wait")).returncode
+            == 0
+        )
+        online = textcoder_env(env, *batch_args(server, data, out, "--no-batch"))
+        assert online.returncode == 0, online.stderr
+        again = textcoder_env(env, *batch_args(server, data, out))
+        assert again.returncode == 0, again.stderr
+        assert sum(server.online.values()) == 4  # the plain run reused every answer
+        assert textcoder_env(env, *batch_args(server, data, out, "--fresh")).returncode == 0
+    data2, out2 = batch_table(tmp_path / "in2.csv", 3), tmp_path / "out2.csv"
+    store2 = tmp_path / "out2.csv.textcoder.sqlite"
+    with BatchServer() as server:
+        server.hold.set()
+        assert (
+            textcoder_env(env, *batch_args(server, data2, out2, "--batch", "--no-wait")).returncode
+            == 0
+        )
+        cancel = textcoder_env(env, "batches", "--store", str(store2), "--cancel")
+        assert cancel.returncode == 0, cancel.stderr
+        refused = textcoder_env(env, *batch_args(server, data2, out2))
+        assert refused.returncode == 1 and "not yet collected" in refused.stderr
+        assert "--cancel" not in refused.stderr and "they are cancelled" in refused.stderr
+    assert store.exists()
