@@ -93,6 +93,8 @@ class FlakyServer:
         self.models = list(models) if models is not None else None
         #: answer a chat completion on every POST route, as some gateways do (no 404s)
         self.any_route = any_route
+        #: killed: every connection still open is dropped at its next request
+        self.dead = False
         self._httpd = _Reusable(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -126,6 +128,11 @@ class FlakyServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def kill(self) -> None:
+        """Stop as a killed process would: open keep-alive connections are dropped too."""
+        self.dead = True
+        self.stop()
 
     def __enter__(self) -> FlakyServer:
         return self.start()
@@ -248,6 +255,10 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, _error("not found", "invalid_request_error"))
 
         def do_POST(self) -> None:
+            if server.dead:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             if not self.path.endswith("/chat/completions") and not server.any_route:
@@ -285,6 +296,10 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
                 return
             if server.delay:
                 time.sleep(server.delay)
+            if server.dead:  # killed while answering: the answer never leaves
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if action == "429":
                 self._send(
                     429, _error("Rate limit reached", "requests", "rate_limit_exceeded"), retry
