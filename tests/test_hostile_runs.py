@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,49 @@ def test_a_server_failing_one_request_in_three_keeps_its_share(tmp_path: Path) -
         # not sidelined: about half the first tries, plus its failures' retries elsewhere
         assert len(loaded.requests()) >= 85, len(loaded.requests())
         assert len(good.answers_by_key() + loaded.answers_by_key()) == 200
+
+
+# smaller things ----------------------------------------------------------------------------
+
+
+def test_stale_temporaries_bad_files_and_warnings(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "text": f"text {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "d.coded.jsonl"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f"d.coded.jsonl.{gone.stdout.strip()}.tmp"
+    live = tmp_path / f"d.coded.jsonl.{os.getpid()}.tmp"
+    stale.write_text("left by a killed run")
+    live.write_text("a live run's")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes("id,text\n1,café\n".encode() + "2,café bar\n".encode("latin-1"))
+    fake = tmp_path / "book.xlsx"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("notes.txt", "not a workbook")
+    with FlakyServer() as server:
+        proc = subprocess.run(
+            [sys.executable, "-W", "default", "-m", "textcoder", "code", str(data), "-c", str(BOOK),
+             "--base-url", server.url, "--api-key", "sk-test", "--scoring", "logprobs"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "ResourceWarning" not in proc.stderr and "unclosed" not in proc.stderr, proc.stderr
+        assert not stale.exists() and live.exists() and out.exists()
+        rc, err = _code(mixed, server, "--scoring", "logprobs")
+        assert rc == 1 and f"{mixed}: line 3: not UTF-8" in err, err
+        rc, err = _code(fake, server, "--scoring", "logprobs")
+        assert rc == 1 and "not an Excel workbook" in err and "KeyError" not in err, err
+        assert server.requests()  # only the first run sent anything
+        assert len(server.requests()) == 3
+
+
+def test_the_batch_closing_line_does_not_ask_to_resend_refused_rows(tmp_path: Path) -> None:
+    data, out = batch_table(tmp_path / "in.csv", 4), tmp_path / "out.csv"
+    with BatchServer(plan={"<r002>": ["error"]}) as server:
+        proc = textcoder_env(
+            {"TEXTCODER_BATCH_POLL": "0"}, *batch_args(server, data, out, "--batch")
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "1 would fail the same way again" in proc.stderr, proc.stderr
+    assert "for a passing reason" not in proc.stderr

@@ -6,6 +6,7 @@ million rows needs memory for a chunk, not for the table.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -119,6 +120,25 @@ def temporary_path(path: Path) -> Path:
     """Where a table is written before it is renamed into place: one file per process, so
     two processes writing one output never remove each other's file."""
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the `OUT.<pid>.tmp` files of processes that are gone (a run killed while
+    writing leaves its file; a live run's is kept)."""
+    for tmp in path.parent.glob(glob.escape(path.name) + ".*.tmp"):
+        pid = tmp.name[len(path.name) + 1 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def table_columns(path: str | Path) -> list[str]:
@@ -262,6 +282,7 @@ class TableWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.format = table_format(self.path)
+        remove_stale_temporaries(self.path)
         self.tmp = temporary_path(self.path)
         self.rows = 0
         self._handle: IO[str] | None = None

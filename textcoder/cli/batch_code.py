@@ -124,9 +124,8 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             out, gold_columns(coder.codebook, args.gold), coder.codebook, quiet=args.quiet
         )
     if stats.failed:
-        print(
-            f"textcoder: {stats.failed} rows failed (see the *_error columns); run the same "
-            "command again to send only those in a new batch (or online with --no-batch)",
-            file=sys.stderr,
-        )
+        from .code import failed_line
+
+        again = "run the same command again to send only those in a new batch (or --no-batch)"
+        print(failed_line(stats.failed, stats.failed_permanent, store, again), file=sys.stderr)
     return 1 if stats.failed else 0

@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
     if golds:  # evaluate against the human codes right after coding
         evaluate.after_code(out, golds, book, quiet=args.quiet)
     if failed:
-        print(_failed_line(failed, permanent, store), file=sys.stderr)
+        print(failed_line(failed, permanent, store), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -204,18 +204,17 @@ def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
     )
 
 
-def _failed_line(failed: int, permanent: int, store: Path) -> str:
-    """The closing line for failed rows: what a rerun can fix, and what it cannot."""
+def failed_line(failed: int, permanent: int, store: Path, again: str | None = None) -> str:
+    """The closing line for failed rows: what a rerun can fix (`again`: how), and what it
+    cannot (a refusal, a text longer than the model's context)."""
     transient = failed - permanent
     parts = [f"textcoder: {failed} rows failed (see the *_error columns)"]
     if transient:
-        parts.append(
-            f"{transient} for a passing reason: run the same command again to retry only "
-            f"those (answers are kept in {store})"
-        )
+        how = again or "run the same command again to retry only those"
+        parts.append(f"{transient} for a passing reason: {how} (answers are kept in {store})")
     if permanent:
         parts.append(
-            f"{permanent} would fail the same way again (e.g. a text longer than the model's "
-            "context: --truncate cuts texts to fit)"
+            f"{permanent} would fail the same way again (the server refused the request, or "
+            "a text is longer than the model's context: --truncate cuts texts to fit)"
         )
     return "; ".join(parts)
