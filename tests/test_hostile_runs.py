@@ -324,3 +324,26 @@ def test_the_batch_closing_line_does_not_ask_to_resend_refused_rows(tmp_path: Pa
     assert proc.returncode == 1, proc.stderr
     assert "1 would fail the same way again" in proc.stderr, proc.stderr
     assert "for a passing reason" not in proc.stderr
+
+
+# a slow row --------------------------------------------------------------------------------
+
+
+def test_a_stuck_row_holds_back_a_bounded_window_and_the_progress_line_says_so(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d.csv"
+    write_data(data, 300)
+    with FlakyServer({"<r001>": ["429"] * 3}, retry_after=2.5) as server:
+        proc = textcoder_env(
+            {"TEXTCODER_ROW_WINDOW": "20"}, "code", str(data), "-c", str(BOOK),
+            "--base-url", server.url, "--api-key", "sk-test", "--scoring", "logprobs",
+            "--concurrency", "4",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        log = server.requests()
+    done = next(e.started for e in log if "<r001>" in e.key and e.answered)
+    before = [int(e.key.split("<r")[1][:3]) for e in log if e.started < done]
+    assert max(before) <= 20  # no row taken past the window while r001 was stuck
+    assert "1 stalled (waiting to retry)" in proc.stderr and "3 retries" in proc.stderr
+    assert "new rows wait for the oldest unfinished row" in proc.stderr
