@@ -4,6 +4,7 @@ through the command line against the loopback stand-ins (tests/flaky_server.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
+from textcoder.scoring.result import VariableResult
+from textcoder.store import COMMIT_EVERY, Store
 
 from .batch_server import BatchServer
 from .conftest import EXAMPLES, textcoder
@@ -347,3 +351,37 @@ def test_a_stuck_row_holds_back_a_bounded_window_and_the_progress_line_says_so(
     assert max(before) <= 20  # no row taken past the window while r001 was stuck
     assert "1 stalled (waiting to retry)" in proc.stderr and "3 retries" in proc.stderr
     assert "new rows wait for the oldest unfinished row" in proc.stderr
+
+
+# commits in groups -------------------------------------------------------------------------
+
+
+def test_answers_are_committed_in_groups_within_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    result = VariableResult(label="a", probs={"a": 1.0}, other=0.0)
+
+    def seen() -> int:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        finally:
+            db.close()
+
+    async def run() -> tuple[int, int, int]:
+        store = Store(path)
+        for i in range(10):
+            store.put("k", str(i), "v", result, ok=True)
+        early = seen()  # a group is not committed answer by answer
+        end = time.monotonic() + 10
+        while seen() < 10 and time.monotonic() < end:  # the timer commits the group
+            await asyncio.sleep(0.01)
+        timed = seen()
+        for i in range(10, 10 + COMMIT_EVERY):
+            store.put("k", str(i), "v", result, ok=True)
+        full = seen()  # a full group is committed at once
+        store.close()
+        return early, timed, full
+
+    early, timed, full = asyncio.run(run())
+    assert (early, timed) == (0, 10)
+    assert full >= COMMIT_EVERY
