@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             print(
                 f"textcoder:   {server['base_url']}: {server['requests']} requests, "
                 f"{server['failures']} failed"
+                + (f" ({server['ejections']} ejections)" if server.get("ejections") else "")
                 + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
                 file=sys.stderr,
             )
