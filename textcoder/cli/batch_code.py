@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             out, gold_columns(coder.codebook, args.gold), coder.codebook, quiet=args.quiet
         )
     if stats.failed:
-        from .code import failed_line
+        from .summary import failed_line
 
         again = "run the same command again to send only those in a new batch (or --no-batch)"
         print(failed_line(stats.failed, stats.failed_permanent, store, again), file=sys.stderr)

@@ -21,6 +21,7 @@ from ..tables import CHUNK_ROWS, check_output, default_output, read_table
 from . import batch_code, evaluate
 from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options, add_table_options
+from .summary import failed_line
 
 
 def register(sub: Any) -> None:
@@ -203,19 +204,3 @@ def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
         allow_mixed_models=args.allow_mixed_models,
         batch=args.batch,
     )
-
-
-def failed_line(failed: int, permanent: int, store: Path, again: str | None = None) -> str:
-    """The closing line for failed rows: what a rerun can fix (`again`: how), and what it
-    cannot (a refusal, a text longer than the model's context)."""
-    transient = failed - permanent
-    parts = [f"textcoder: {failed} rows failed (see the *_error columns)"]
-    if transient:
-        how = again or "run the same command again to retry only those"
-        parts.append(f"{transient} for a passing reason: {how} (answers are kept in {store})")
-    if permanent:
-        parts.append(
-            f"{permanent} would fail the same way again (the server refused the request, or "
-            "a text is longer than the model's context: --truncate cuts texts to fit)"
-        )
-    return "; ".join(parts)
