@@ -100,6 +100,7 @@ class Scheduler:
                     raise t.exception()  # type: ignore[misc]
         finally:
             heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)  # ended, not left pending
             for sig in installed:
                 loop.remove_signal_handler(sig)
             progress.close()
