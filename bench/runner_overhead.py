@@ -4,6 +4,8 @@
     python bench/runner_overhead.py --big-rows 100000    # a shorter memory run
     python bench/runner_overhead.py --big-rows 0         # skip the memory run
     python bench/runner_overhead.py --profile 64         # cProfile of the concurrency-64 run
+    python bench/runner_overhead.py --delay 0 --concurrency 64 256 --big-rows 0 --servers
+                                                         # the runner against the bare loop
 
 A loopback server in its own process (so its CPU is not counted) speaks OpenAI's Chat
 Completions wire format: one canned ChatCompletion with logprobs, checked once against the
@@ -14,6 +16,9 @@ requests (asyncio, one coroutine per connection). Then:
   store committed per answer, chunked writing) at each `--concurrency`; wall time is compared
   with the ideal `rows x delay / concurrency`, and the coding process's CPU time (this process;
   the server is elsewhere) is divided by the rows;
+- each of those runs is compared with a bare aiohttp loop posting the same number of
+  requests to the same server (`--delay 0` makes that ratio the runner's own cost: target
+  at most 1.5x the bare loop at concurrency 64 and 256);
 - `--big-rows` rows are coded by `python -m textcoder code` in a subprocess against a server
   that answers at once, and its peak RSS (`ru_maxrss` from `wait4`) is reported.
 
@@ -264,31 +269,50 @@ def several_servers(delays: list[float], rows: int, concurrency: int) -> None:
     print("  target: the pool within 10% of the sum (>= 0.90x)")
 
 
-def bare_client(url: str, rows: int, concurrency: int) -> float:
-    """Wall seconds for a bare aiohttp loop posting `rows` requests, `concurrency` at a time,
-    to the same server: the floor any Python client on this machine and server pays."""
+def request_bodies(table: Path) -> list[bytes]:
+    """The JSON bodies textcoder posts for the rows of `table` (one request a row)."""
+    from textcoder import Coder
+    from textcoder.backends.base import ChatRequest
+    from textcoder.table_rows import table_rows
+
+    coder = Coder(
+        str(CODEBOOK), model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1", scoring="logprobs"
+    )
+    planner = coder._runner().planner
+    bodies = []
+    for row_id, text in table_rows(table, "text", "id", 10_000):
+        for unit in planner.plan(text, row_id):
+            for req in unit.requests:
+                assert isinstance(req, ChatRequest)
+                body = coder.backend.request_body(req.messages, req.params)  # type: ignore[attr-defined]
+                bodies.append(json.dumps(body).encode())
+    coder.close()
+    return bodies
+
+
+def bare_client(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+    """Wall and CPU seconds of a bare aiohttp loop posting the same `bodies`, `concurrency`
+    at a time, to the same server, reading each answer: the floor any Python client pays."""
     import aiohttp
 
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-
-    async def run() -> float:
-        left = iter(range(rows))
+    async def run() -> None:
+        left = iter(bodies)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def worker() -> None:
-                for _ in left:
+                for body in left:
                     headers = {"Content-Type": "application/json"}
                     async with session.post(
                         f"{url}/chat/completions", data=body, headers=headers
                     ) as r:
                         await r.read()
 
-            started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return time.perf_counter() - started
 
-    return asyncio.run(run())
+    wall, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(run())
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
 
 def by_package(st: pstats.Stats) -> dict[str, float]:
@@ -360,6 +384,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="textcoder-bench-") as tmp:
         table = Path(tmp) / "rows.csv"
         make_table(table, args.rows)
+        bodies = request_bodies(table)
         cpu_total = rows_total = 0.0
         with loopback(args.delay) as url:
             for conc in args.concurrency:
@@ -371,16 +396,33 @@ def main() -> None:
                     (
                         f"wall, {args.rows:,} rows, concurrency {conc}",
                         f"{r['wall']:.2f} s",
-                        f"{r['wall'] / ideal:.2f}x ideal {ideal:.2f} s",
-                        f"<= {target:.2f}x" if target else "-",
+                        f"{r['wall'] / ideal:.2f}x ideal {ideal:.2f} s" if ideal else "-",
+                        f"<= {target:.2f}x" if target and ideal else "-",
                     )
                 )
-                bare = bare_client(url, args.rows, conc)
+                bare = bare_client(url, bodies, conc)
                 lines.append(
                     (
                         f"  (the floor: a bare aiohttp loop, same server, concurrency {conc})",
-                        f"{bare:.2f} s",
-                        f"{bare / ideal:.2f}x ideal",
+                        f"{bare['wall']:.2f} s",
+                        f"{bare['wall'] / ideal:.2f}x ideal" if ideal else "-",
+                        "-",
+                    )
+                )
+                lines.append(
+                    (
+                        f"wall against the bare loop, concurrency {conc}",
+                        f"{r['wall'] / bare['wall']:.2f}x",
+                        f"{r['wall']:.2f} s / {bare['wall']:.2f} s",
+                        "<= 1.5x" if conc in (64, 256) else "-",
+                    )
+                )
+                lines.append(
+                    (
+                        f"CPU against the bare loop, concurrency {conc}",
+                        f"{r['cpu'] / bare['cpu']:.2f}x",
+                        f"{1000 * r['cpu'] / args.rows:.2f} / "
+                        f"{1000 * bare['cpu'] / args.rows:.2f} ms a row",
                         "-",
                     )
                 )

@@ -71,6 +71,7 @@ class FlakyServer:
         refuse_logprobs: bool = False,
         port: int = 0,
         models: Sequence[str] | None = None,
+        any_route: bool = False,
     ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
@@ -90,6 +91,10 @@ class FlakyServer:
         self._lock = threading.Lock()
         #: what `GET /v1/models` lists (None: an answer with no list, as some servers give)
         self.models = list(models) if models is not None else None
+        #: answer a chat completion on every POST route, as some gateways do (no 404s)
+        self.any_route = any_route
+        #: killed: every connection still open is dropped at its next request
+        self.dead = False
         self._httpd = _Reusable(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -123,6 +128,11 @@ class FlakyServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def kill(self) -> None:
+        """Stop as a killed process would: open keep-alive connections are dropped too."""
+        self.dead = True
+        self.stop()
 
     def __enter__(self) -> FlakyServer:
         return self.start()
@@ -245,9 +255,13 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, _error("not found", "invalid_request_error"))
 
         def do_POST(self) -> None:
+            if server.dead:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if not self.path.endswith("/chat/completions"):
+            if not self.path.endswith("/chat/completions") and not server.any_route:
                 self._send(404, _error("not found", "invalid_request_error"))
                 return
             messages = body.get("messages") or [{}]
@@ -282,6 +296,10 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
                 return
             if server.delay:
                 time.sleep(server.delay)
+            if server.dead:  # killed while answering: the answer never leaves
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if action == "429":
                 self._send(
                     429, _error("Rate limit reached", "requests", "rate_limit_exceeded"), retry

@@ -22,9 +22,8 @@ TEXTS = [
 
 def test_coder_over_the_wire_gives_probabilities(serve_url: str, sentiment_book: Codebook) -> None:
     coder = Coder(sentiment_book, model="smollm2", base_url=serve_url, api_key="none")
-    # textcoder serve returns prompt logprobs (exact works), but over HTTP each variant pays
-    # its whole prompt, so the default is logprobs
-    assert coder.backend.name == "openai" and coder.capabilities.continuations
+    # exact scoring over HTTP is opt-in: a default run never asks the optional routes
+    assert coder.backend.name == "openai" and not coder.capabilities.continuations
     assert coder.scoring == "logprobs"
     results = coder.code_texts(TEXTS, progress=False)
     labels = set(sentiment_book.variables[0].labels)

@@ -65,7 +65,7 @@ def test_a_server_that_comes_back_gets_requests_again() -> None:
                 clock[0] += 1000.0  # past any backoff
                 coder.code_texts([f"{t} again" for t in texts(10)], progress=False)
                 assert back.answers_by_key(), "the server that came back got no requests"
-    assert second.strikes == 0
+    assert second.consecutive == 0 and second.down_until == 0.0
 
 
 def test_a_mix_of_models_is_refused_unless_allowed() -> None:

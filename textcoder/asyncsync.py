@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,7 +20,18 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = new_event_loop()
         _local.loop = loop
+        atexit.register(_close, loop)  # kept for the process: closed as it ends, not leaked
     return loop
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a kept loop (its async generators first)."""
+    if loop.is_closed() or loop.is_running():
+        return
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -257,6 +257,25 @@ class BatchStore:
         with self.db:
             self.db.execute("UPDATE batches SET collected = 1 WHERE batch_id = ?", (batch_id,))
 
+    def settle_answered(self) -> list[str]:
+        """Mark collected every batch whose every request the store already holds a good
+        answer for (coded online since it was sent): nothing waits on it any more. Their ids."""
+        try:
+            settled = [
+                str(b)
+                for (b,) in self.db.execute(
+                    "SELECT b.batch_id FROM batches b WHERE b.collected = 0 AND NOT EXISTS ("
+                    " SELECT 1 FROM batch_requests r JOIN batch_files f ON f.file_id = r.file_id"
+                    " WHERE f.batch_id = b.batch_id AND NOT EXISTS (SELECT 1 FROM answers a"
+                    " WHERE a.request_hash = r.store_key AND a.row_id = r.row_id AND a.ok = 1))"
+                )
+            ]
+        except sqlite3.OperationalError:  # no answers table: nothing coded online
+            return []
+        for batch_id in settled:
+            self.mark_collected(batch_id)
+        return settled
+
     def batch(self, batch_id: str) -> BatchRecord | None:
         row = self.db.execute(
             f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_id = ?", (batch_id,)

@@ -16,6 +16,7 @@ from .backends import Backend, make_backend
 from .backends.base import ABILITIES, Capabilities
 from .codebook import Codebook
 from .examples_select import make_selector
+from .limits import check_settings
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
@@ -25,8 +26,8 @@ from .runlock import RunLock
 from .runner import Runner, RunStats
 from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
 from .store import Store, default_store_path
-from .table_rows import missing, scan_rows, table_rows
-from .tables import CHUNK_ROWS, TableWriter, iter_table, table_columns
+from .table_rows import TableStream, missing, scan_rows
+from .tables import CHUNK_ROWS, TableWriter, table_columns
 
 
 class Coder:
@@ -65,6 +66,12 @@ class Coder:
         self.codebook = (
             Codebook.from_yaml(codebook) if isinstance(codebook, str | Path) else codebook
         )
+        check_settings(
+            concurrency=concurrency, max_tokens=max_tokens, n=n, max_retries=max_retries,
+            timeout=timeout, rpm=rpm, tpm=tpm, temperature=temperature, threshold=threshold,
+        )  # fmt: skip
+        if scoring is not None and scoring not in METHODS:
+            raise UsageError(f"unknown scoring {scoring!r}; one of {', '.join(METHODS)}")
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -78,22 +85,20 @@ class Coder:
                 max_retries=0,
                 allow_mixed_models=allow_mixed_models,
             )
-        run_sync(self.backend.start)
-        if scoring is not None and scoring not in METHODS:
-            raise UsageError(f"unknown scoring {scoring!r}; one of {', '.join(METHODS)}")
-        if n < 1:
-            raise UsageError(f"n must be at least 1, not {n}")
-        if concurrency is not None and concurrency < 1:
-            raise UsageError(f"concurrency must be at least 1, not {concurrency}")
-        self.retry = RetryPolicy(max_retries=max(0, max_retries))
+        self.retry = RetryPolicy(max_retries=max_retries)
         #: batch hook (issue 16): requests go through OpenAI's Batch API (batch_coder.py), so
         #: nothing is probed online, OpenAI's abilities are assumed, and `executor`, when set,
         #: answers the runs' requests in place of the online executor
         self.batch = batch
         self.executor: Callable[[Runner], OnlineExecutor] | None = None
-        #: what the engine honours (an HTTP server is asked once, where the method depends on it)
-        self.capabilities = self._probe(scoring)
-        self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
+        try:  # a server that cannot be used: its connections are closed before the error
+            run_sync(self.backend.start)
+            #: what the engine honours (an HTTP server is asked once, where the method needs it)
+            self.capabilities = self._probe(scoring)
+            self.scorer: Scorer = choose_scorer(scoring, self.capabilities, self.backend.name)
+        except BaseException:
+            run_sync(self.backend.aclose)
+            raise
         self.scoring = self.scorer.name
         self.notes: list[str] = []
         if self.codebook.mode == "joint" and not self.capabilities.json_schema:
@@ -174,7 +179,10 @@ class Coder:
             return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=True)
         if scoring is not None and not joint and not get_scorer(scoring).probes:
             return self.backend.capabilities()
-        return run_sync(lambda: self.backend.probe(json_schema=joint, retry=self.retry))
+        exact = scoring is not None and "continuations" in get_scorer(scoring).needs
+        return run_sync(
+            lambda: self.backend.probe(json_schema=joint, retry=self.retry, continuations=exact)
+        )
 
     def code(self, text: str) -> CodeResult:
         """Code one text: every variable's label, probabilities and raw answer."""
@@ -262,6 +270,7 @@ class Coder:
         gold: str | Sequence[str] | dict[str, str] | None = None,
         chunksize: int = CHUNK_ROWS,
         warn: Callable[[str], None] | None = None,
+        rows: int | None = None,
     ) -> RunStats:
         """Code a table file into `output`, every answer kept in a store as it arrives.
 
@@ -270,17 +279,21 @@ class Coder:
         read in chunks and the output written chunk by chunk in input order, so memory stays
         flat however long the table (unless calibrating, which needs every row at once).
         `progress`: `auto`, `bar`, `lines` or `off`. Raises `RunInterrupted` on SIGINT/SIGTERM
-        when `handle_signals`; nothing is written then, and the next run resumes.
+        when `handle_signals`; nothing is written then, and the next run resumes. `rows`: the
+        row count `scan_rows` gave, where the caller checked the table before anything was sent.
         """
-        total = scan_rows(data, text_column, id_column, chunksize, warn)
+        total = (
+            rows if rows is not None else scan_rows(data, text_column, id_column, chunksize, warn)
+        )
         path = Path(store) if store is not None else self.store_path or default_store_path(output)
         runner = self._runner(self._open_store(path))
         prog = Progress(total, runner.stats, mode=progress)
         writer = TableWriter(output)
         frames: list[pd.DataFrame] = []
+        table = TableStream(data, text_column, id_column, chunksize)  # one parse, one way
         # each chunk is written as soon as its rows are coded, in input order
         chunks = OrderedChunks(
-            iter_table(data, chunksize),
+            table.chunks,
             self.codebook,
             self.scorer.columns,
             writer.write if self.calibrate == "none" else frames.append,
@@ -290,7 +303,7 @@ class Coder:
             try:
                 run_sync(
                     lambda: runner.run_items(
-                        table_rows(data, text_column, id_column, chunksize),
+                        table.rows(),
                         prog,
                         handle_signals,
                         on_row=chunks.add,

@@ -62,11 +62,32 @@ class Progress:
             self._last = now
             print(self.line(now), file=self.stream, flush=True)
 
+    def refresh(self) -> None:
+        """Show the counts again though no row finished (a stall shows, not a frozen line)."""
+        if self.mode == "off":
+            return
+        now = time.monotonic()
+        if now - self._last < (0.5 if self._bar is not None else self.interval):
+            return
+        self._last = now
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._extras(), refresh=True)
+        else:
+            print(self.line(now), file=self.stream, flush=True)
+
     def _extras(self) -> str:
         tokens = self.stats.prompt_tokens + self.stats.completion_tokens
         extra = f"{tokens:,} tokens"
         if self.stats.failed:
             extra += f", {self.stats.failed} failed"
+        retries = getattr(self.stats, "retries", 0)
+        if retries:
+            extra += f", {retries:,} retries"
+        retrying = getattr(self.stats, "retrying", 0)
+        if retrying:
+            extra += f", {retrying} stalled (waiting to retry)"
+        if getattr(self.stats, "held", False):
+            extra += ", new rows wait for the oldest unfinished row"
         return extra
 
     def line(self, now: float | None = None) -> str:

@@ -141,7 +141,9 @@ class OrderedChunks:
         while self.rows + len(self._done) in self._waiting:
             self._done.append(self._waiting.pop(self.rows + len(self._done)))
             if self._chunk is None:
-                self._chunk = next(self._chunks)
+                self._chunk = next(self._chunks, None)
+                if self._chunk is None:
+                    raise RuntimeError(f"a result for row {index}, past the table's end")
             if len(self._done) == len(self._chunk):
                 self._flush()
 

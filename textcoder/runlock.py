@@ -23,11 +23,15 @@ _HELD: dict[str, tuple[int, int]] = {}
 
 
 class RunLock:
-    """Held while a run uses the store at `store` (a context manager)."""
+    """Held while a run uses the store at `store` (a context manager); `what` the path is
+    (a run also locks its output). The lock sits beside the resolved path, so a symlink or
+    another spelling of the same file meets the same lock."""
 
-    def __init__(self, store: str | Path) -> None:
+    def __init__(self, store: str | Path, what: str = "store") -> None:
         self.store = Path(store)
-        self.path = str(self.store) + ".lock"
+        self.what = what
+        resolved = self.store if str(store) == ":memory:" else self.store.resolve()
+        self.path = str(resolved) + ".lock"
 
     def acquire(self) -> RunLock:
         """Take the lock, or raise `UsageError` naming the live process that holds it."""
@@ -44,7 +48,7 @@ class RunLock:
             pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise UsageError(
-                f"{self.store}: another textcoder run (pid {pid}) is using this store; "
+                f"{self.store}: another textcoder run (pid {pid}) is using this {self.what}; "
                 "wait for it to finish, or give this run another --store/-o"
             ) from None
         os.ftruncate(fd, 0)

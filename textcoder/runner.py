@@ -132,7 +132,10 @@ class Runner:
         `RunInterrupted` after a signal, with every answer received before stored."""
         prog = progress if progress is not None else Progress(None, self.stats, mode="off")
         self._progress = prog
-        await self.scheduler.run(items, prog, handle_signals, on_row)
+        try:
+            await self.scheduler.run(items, prog, handle_signals, on_row)
+        finally:
+            self.store.commit()  # the last group: nothing waits on a timer between runs
         if self.scheduler.interrupted is not None:
             raise RunInterrupted(self.scheduler.interrupted, self.store.counts()["ok"])
 

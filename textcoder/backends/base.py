@@ -162,10 +162,14 @@ class Backend(ABC):
         return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=False)
 
     async def probe(
-        self, json_schema: bool = False, retry: RetryPolicy | None = None
+        self,
+        json_schema: bool = False,
+        retry: RetryPolicy | None = None,
+        continuations: bool = False,
     ) -> Capabilities:
         """What this engine honours, asking the engine where it must (HTTP servers), retried
-        as requests are; `json_schema`: find out about that too (joint codebooks)."""
+        as requests are; `json_schema`: find out about that too (joint codebooks);
+        `continuations`: ask about exact scoring (an optional route: only when asked for)."""
         return self.capabilities()
 
     def truncate(self, text: str, around: Sequence[Message], answer_tokens: int) -> str:

@@ -152,12 +152,18 @@ class OpenAIBackend(Backend):
         return Capabilities(logprobs=True, top_logprobs=True, n=True, json_schema=None)
 
     async def probe(
-        self, json_schema: bool = False, retry: RetryPolicy | None = None
+        self,
+        json_schema: bool = False,
+        retry: RetryPolicy | None = None,
+        continuations: bool = False,
     ) -> Capabilities:
-        """Ask the server (see `capabilities.probe`), retried as coding requests are."""
+        """Ask the server (see `capabilities.probe`), retried as coding requests are; exact
+        scoring's routes only when `continuations` (a default run needs no optional route)."""
         found = await probe_server(
             self._post, self._root, self.model, json_schema=json_schema, retry=retry
         )
+        if not continuations:
+            return found
         return replace(found, continuations=await self._exact_http().supported(retry))
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
@@ -210,8 +216,9 @@ class OpenAIBackend(Backend):
         try:
             return json.loads(raw)
         except ValueError:
+            # a proxy's page or a body cut short: a passing fault of this server, not the request's
             raise BackendError(
-                f"the server's answer is not JSON: {raw[:200]!r}", status=status
+                f"the server's answer is not JSON: {raw[:200]!r}", status=status, transient=True
             ) from None
 
     def _exact_http(self) -> Any:
@@ -238,7 +245,7 @@ def completion_from_json(data: Any) -> Completion:
     try:
         choices = data["choices"]
         if not choices:
-            raise BackendError("the server answered with no choices")
+            raise BackendError("the server answered with no choices", transient=True)
         choice = choices[0]
         tokens: tuple[TokenLogprob, ...] = ()
         content = (choice.get("logprobs") or {}).get("content")
@@ -267,7 +274,8 @@ def completion_from_json(data: Any) -> Completion:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BackendError(
             f"the server's answer is not a chat completion ({type(exc).__name__}: {exc}): "
-            f"{str(data)[:200]}"
+            f"{str(data)[:200]}",
+            transient=True,
         ) from None
 
 

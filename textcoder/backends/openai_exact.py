@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .._exceptions import BackendError, RequestError
-from ..retry import RetryPolicy, with_retries
+from ..retry import RetryPolicy, is_retryable, with_retries
 from .base import ContinuationRequest, ContinuationScores, Message
 
 WORKS_THERE = "logprobs, text or sample"
@@ -50,13 +50,15 @@ class ExactOverHTTP:
 
     async def supported(self, retry: RetryPolicy | None = None) -> bool:
         """Whether the server scores continuations: one small exact request (retried as
-        coding requests are); a refusal or an answer without prompt logprobs means no."""
+        coding requests are); a refusal or any answer of the wrong shape means no."""
         probe = ContinuationRequest(
             [{"role": "user", "content": "Is the sky blue?"}], ("yes", " no"), n_prefix=0
         )
         try:
             await with_retries(lambda: self.score(probe), retry or RetryPolicy())
-        except RequestError:
+        except BackendError as exc:
+            if is_retryable(exc):
+                raise  # the server is down, not lacking the route
             return False
         return True
 

@@ -44,15 +44,27 @@ def check(args: argparse.Namespace, store: Path) -> None:
 
     batches = BatchStore(store)
     try:
-        waiting = [b.batch_id for b in batches.batches(uncollected=True)]
+        for batch_id in batches.settle_answered():
+            print(
+                f"textcoder: batch {batch_id}: the store holds every row it was sent for; "
+                "nothing waits on it now",
+                file=sys.stderr,
+            )
+        waiting = batches.batches(uncollected=True)
     finally:
         batches.close()
     if waiting:
+        ids = [b.batch_id for b in waiting]
+        listed = f"{', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}"
+        cancelled = all(b.status in ("cancelling", "cancelled") for b in waiting)
+        hint = (
+            "they are cancelled: add --batch to read back what they answered before the cancel"
+            if cancelled
+            else "add --batch to collect them, or `textcoder batches --cancel` to cancel them"
+        )
         raise UsageError(
-            f"{store} has {len(waiting)} batches not yet collected ({', '.join(waiting[:3])}"
-            f"{', ...' if len(waiting) > 3 else ''}): add --batch to collect them, or --no-batch "
-            "to code online anyway (paying again for what they hold); `textcoder batches "
-            "--cancel` cancels them"
+            f"{store} has {len(ids)} batches not yet collected ({listed}): {hint}; or "
+            "--no-batch to code online anyway (paying again for what they hold)"
         )
 
 
@@ -112,9 +124,8 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             out, gold_columns(coder.codebook, args.gold), coder.codebook, quiet=args.quiet
         )
     if stats.failed:
-        print(
-            f"textcoder: {stats.failed} rows failed (see the *_error columns); run the same "
-            "command again to send only those in a new batch (or online with --no-batch)",
-            file=sys.stderr,
-        )
+        from .summary import failed_line
+
+        again = "run the same command again to send only those in a new batch (or --no-batch)"
+        print(failed_line(stats.failed, stats.failed_permanent, store, again), file=sys.stderr)
     return 1 if stats.failed else 0

@@ -16,10 +16,12 @@ from ..run.schedule import RunInterrupted
 from ..runlock import RunLock
 from ..scoring import METHODS
 from ..store import default_store_path
-from ..tables import check_output, default_output, read_table
+from ..table_rows import scan_rows
+from ..tables import CHUNK_ROWS, check_output, default_output, read_table
 from . import batch_code, evaluate
 from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options, add_table_options
+from .summary import failed_line
 
 
 def register(sub: Any) -> None:
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.parent.is_dir():
             raise UsageError(f"{path}: the {what}'s folder {path.parent} does not exist")
     batch_code.check(args, store)  # batch hook (issue 16)
-    with RunLock(store):  # before anything is sent: a second live run stops here
+    # before anything is sent: a second live run on this store or this output stops here
+    with RunLock(store), RunLock(out, "output"):
         return _run(args, book, out, store)
 
 
@@ -111,12 +114,18 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
         except DataError as exc:
             raise DataError(f"{args.data}: {exc}") from None
     del df
-    coder = _coder(args, book)
 
     def warn(message: str) -> None:
         if not args.quiet:
             print(f"textcoder: {message}", file=sys.stderr)
 
+    # the table is checked before anything is sent, the probe included (batch runs send no probe)
+    rows = (
+        None
+        if args.batch
+        else scan_rows(args.data, args.text_column, args.id_column, CHUNK_ROWS, warn)
+    )
+    coder = _coder(args, book)
     for note in coder.notes:
         warn(note)
     if args.batch:  # batch hook (issue 16): plan, submit or re-attach, wait, collect, write
@@ -132,6 +141,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             handle_signals=True,
             gold=args.gold,
             warn=warn,
+            rows=rows,
         )
     except RunInterrupted as exc:
         print(
@@ -159,13 +169,14 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             print(
                 f"textcoder:   {server['base_url']}: {server['requests']} requests, "
                 f"{server['failures']} failed"
+                + (f" ({server['ejections']} ejections)" if server.get("ejections") else "")
                 + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
                 file=sys.stderr,
             )
     if golds:  # evaluate against the human codes right after coding
         evaluate.after_code(out, golds, book, quiet=args.quiet)
     if failed:
-        print(_failed_line(failed, permanent, store), file=sys.stderr)
+        print(failed_line(failed, permanent, store), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -193,20 +204,3 @@ def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
         allow_mixed_models=args.allow_mixed_models,
         batch=args.batch,
     )
-
-
-def _failed_line(failed: int, permanent: int, store: Path) -> str:
-    """The closing line for failed rows: what a rerun can fix, and what it cannot."""
-    transient = failed - permanent
-    parts = [f"textcoder: {failed} rows failed (see the *_error columns)"]
-    if transient:
-        parts.append(
-            f"{transient} for a passing reason: run the same command again to retry only "
-            f"those (answers are kept in {store})"
-        )
-    if permanent:
-        parts.append(
-            f"{permanent} would fail the same way again (e.g. a text longer than the model's "
-            "context: --truncate cuts texts to fit)"
-        )
-    return "; ".join(parts)

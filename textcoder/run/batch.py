@@ -215,6 +215,14 @@ class BatchExecutor:
         """
         report = SubmitReport(run=self.run)
         report.created += await self.reattach()
+        # every batch of this server still uncollected is waited for and read back, even one
+        # this run plans nothing for (its rows were coded online since): none is left stuck
+        self.store.settle_answered()
+        self.watch.update(
+            b.batch_id
+            for b in self.store.batches(uncollected=True)
+            if b.base_url in ("", self.base_url)
+        )
         with tempfile.TemporaryDirectory(prefix="textcoder-batch-") as tmp:
             current: _Open | None = None
             async for req in _aiter(planned):

@@ -48,10 +48,22 @@ class OnlineExecutor:
             estimate = estimate_tokens(request.messages, request.params.max_tokens)
             await self.limiter.acquire(estimate)
 
-        def count_retry(exc: BaseException, wait: float) -> None:
-            self.stats.retries += 1
+        retried = False
 
-        answer = await with_retries(lambda: self.backend.answer(request), self.retry, count_retry)
+        def count_retry(exc: BaseException, wait: float) -> None:
+            nonlocal retried
+            self.stats.retries += 1
+            if not retried:
+                retried = True
+                self.stats.retrying += 1
+
+        try:
+            answer = await with_retries(
+                lambda: self.backend.answer(request), self.retry, count_retry
+            )
+        finally:
+            if retried:
+                self.stats.retrying -= 1
         if self.limiter is not None and isinstance(answer, Completion):
             self.limiter.correct(estimate, answer.prompt_tokens + answer.completion_tokens)
         return answer

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -15,6 +17,17 @@ from .stats import RunStats, now
 #: dropped, unless the run gives its own (the request timeout: an answer being paid for is
 #: waited for, since dropping it pays for it again on resume; a second signal stops at once)
 STOP_GRACE = 5.0
+
+#: rows that may finish past the oldest unfinished row: a row stuck in retries holds back at
+#: most this many finished rows (their results wait in memory to be written in order); then
+#: no new row is taken until it finishes. TEXTCODER_ROW_WINDOW sets another.
+ROW_WINDOW = 10_000
+
+
+def row_window() -> int:
+    """`ROW_WINDOW`, or the environment's TEXTCODER_ROW_WINDOW (a positive whole number)."""
+    value = os.environ.get("TEXTCODER_ROW_WINDOW", "")
+    return int(value) if value.isdigit() and int(value) > 0 else ROW_WINDOW
 
 
 class RunInterrupted(Exception):
@@ -42,8 +55,15 @@ class Scheduler:
         self.concurrency = max(1, concurrency)
         self.empty = empty
         self.grace = grace
+        #: rows that may finish past the oldest unfinished one (at least two per worker)
+        self.window = max(row_window(), 2 * self.concurrency)
         #: the signal that stopped the run, if one did
         self.interrupted: str | None = None
+        #: rows taken so far; the rows taken, oldest first, and those of them finished
+        self._taken = 0
+        self._started: list[int] = []
+        self._finished: set[int] = set()
+        self._room: asyncio.Event | None = None
 
     async def run(
         self,
@@ -60,10 +80,13 @@ class Scheduler:
         """
         started = time.perf_counter()
         source: Iterator[tuple[int, tuple[str, str]]] = enumerate(items)
+        self._taken, self._started, self._finished = 0, [], set()
+        self._room = asyncio.Event()
         tasks = [
             asyncio.create_task(self._worker(source, progress, on_row))
             for _ in range(self.concurrency)
         ]
+        heartbeat = asyncio.create_task(self._heartbeat(progress))
         installed = self._install(tasks, progress) if handle_signals else []
         loop = asyncio.get_running_loop()
         try:
@@ -76,6 +99,8 @@ class Scheduler:
                 if not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)  # ended, not left pending
             for sig in installed:
                 loop.remove_signal_handler(sig)
             progress.close()
@@ -89,24 +114,63 @@ class Scheduler:
         on_row: Callable[[int, CodeResult], None] | None,
     ) -> None:
         while self.interrupted is None:
+            if self._taken >= self._oldest() + self.window:
+                await self._wait_for_room()
+                continue
             item = next(source, None)  # never awaits, so workers can share the iterator
             if item is None:
                 return
             index, (row_id, text) = item
-            if not text.strip() and self.empty is not None:
-                self.stats.empty += 1
-                result = self.empty()
-            else:
-                result = await self.code_row(row_id, text)
-                errors = [r for r in result.values() if r.error is not None]
-                if errors:
-                    self.stats.failed += 1
-                    if all(r.extra.get("permanent") for r in errors):
-                        self.stats.failed_permanent += 1
+            self._taken = index + 1
+            heapq.heappush(self._started, index)
+            try:
+                result = await self._code(row_id, text)
+            finally:
+                self._finish(index)
             self.stats.rows += 1
             progress.tick()
             if on_row is not None:
                 on_row(index, result)
+
+    async def _code(self, row_id: str, text: str) -> CodeResult:
+        if not text.strip() and self.empty is not None:
+            self.stats.empty += 1
+            return self.empty()
+        result = await self.code_row(row_id, text)
+        errors = [r for r in result.values() if r.error is not None]
+        if errors:
+            self.stats.failed += 1
+            if all(r.extra.get("permanent") for r in errors):
+                self.stats.failed_permanent += 1
+        return result
+
+    def _oldest(self) -> int:
+        """The oldest row taken and not finished (the next row when none is)."""
+        heap = self._started
+        while heap and heap[0] in self._finished:
+            self._finished.discard(heapq.heappop(heap))
+        return heap[0] if heap else self._taken
+
+    def _finish(self, index: int) -> None:
+        """A row is done; when it was the oldest, the workers held by the window may go on."""
+        oldest = self._oldest()
+        self._finished.add(index)
+        if oldest == index and self._room is not None:
+            room, self._room = self._room, asyncio.Event()
+            room.set()
+
+    async def _wait_for_room(self) -> None:
+        """Until the oldest unfinished row finishes (the window stops taking rows till then)."""
+        self.stats.held = True
+        assert self._room is not None
+        await self._room.wait()
+        self.stats.held = False
+
+    async def _heartbeat(self, progress: Progress) -> None:
+        """Keep the progress line moving while no row finishes (a stall is shown, not hidden)."""
+        while True:
+            await asyncio.sleep(1.0)
+            progress.refresh()
 
     def _install(self, tasks: list[asyncio.Task[None]], progress: Progress) -> list[signal.Signals]:
         """SIGINT/SIGTERM handlers: stop taking rows, cancel what is in flight after the grace."""

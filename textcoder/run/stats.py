@@ -37,6 +37,9 @@ class RunStats:
     requests: int = 0
     reused: int = 0
     retries: int = 0
+    #: now: requests waiting to be retried, and whether a slow row holds new rows back
+    retrying: int = 0
+    held: bool = False
     failed: int = 0
     #: rows that failed for a reason a rerun cannot fix (a text over the context, a refusal)
     failed_permanent: int = 0
