@@ -29,7 +29,11 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", help="the coded table (default: DATA's stem + .coded)")
     add_table_options(p)
     add_model_options(p)
-    p.add_argument("--scoring", choices=METHODS, help="how probabilities are read (see README)")
+    p.add_argument(
+        "--scoring",
+        choices=METHODS,
+        help="how probabilities are read (see the docs: Scoring methods)",
+    )
     p.add_argument("--concurrency", type=int, help="requests in flight (default: 1 local, 16 HTTP)")
     p.add_argument("--max-tokens", type=int, default=10, help="answer length limit (default 10)")
     p.add_argument(
@@ -48,7 +52,7 @@ def register(sub: Any) -> None:
         "--calibrate",
         choices=CALIBRATIONS,
         help="correct the model's bias toward some labels (default: content-free with "
-        "--scoring exact, the local engine's default; else none; see README)",
+        "--scoring exact, the local engine's default; else none; see the docs: Calibration)",
     )
     p.add_argument(
         "--gold",

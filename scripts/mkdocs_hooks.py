@@ -1,0 +1,16 @@
+"""MkDocs hook: the CLI reference page is written from textcoder's own parser at build time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MARKER = "<!-- cli-reference -->"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Replace the marker on reference/cli.md with every command's options."""
+    if MARKER not in markdown:
+        return markdown
+    from textcoder.cli.reference import cli_markdown
+
+    return markdown.replace(MARKER, cli_markdown())
