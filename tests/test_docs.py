@@ -35,7 +35,7 @@ def test_the_site_builds_strict_with_every_command(tmp_path: Path) -> None:
         assert f"textcoder {name}" in cli, name
     assert "--calibrate" in cli and "--gold-file" in cli  # options, not only command names
     api = (site / "reference" / "api" / "index.html").read_text()
-    assert "code_texts" in api  # from the docstrings
+    assert "code_texts" in api and "raw_probs" in api  # from the docstrings
 
 
 def test_the_readme_is_short_and_links_only_pages_that_exist() -> None:

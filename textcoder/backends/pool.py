@@ -134,7 +134,7 @@ class ServerPool(Backend):
             self._post, "the servers", self.model, json_schema=json_schema, retry=retry
         )
         exact: bool = await self._route(lambda b: b._exact_http().supported(retry))
-        return replace(found, continuations=exact)
+        return replace(found, continuations=exact, probe_requests=found.probe_requests + 1)
 
     async def score_continuations(self, request: ContinuationRequest) -> ContinuationScores:
         """Exact scoring over HTTP on the least busy live server."""

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             wait=not args.no_wait,
             gold=args.gold,
             warn=warn,
+            digits=args.digits,
         )
     except KeyboardInterrupt:
         print(

@@ -12,6 +12,7 @@ from ..calibration import METHODS as CALIBRATIONS
 from ..calibration import gold_codes, gold_columns
 from ..codebook import Codebook
 from ..coder import Coder
+from ..output import DISPLAY_DIGITS
 from ..run.schedule import RunInterrupted
 from ..runlock import RunLock
 from ..scoring import METHODS
@@ -85,6 +86,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with several --base-url: allow servers that serve different models",
     )
+    p.add_argument(
+        "--digits",
+        type=int,
+        default=DISPLAY_DIGITS,
+        help=f"digits kept in the probability, confidence and entropy columns written "
+        f"(default {DISPLAY_DIGITS}; the store keeps answers whole)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     batch_code.add_options(p)  # batch hook (issue 16)
     p.set_defaults(func=run)
@@ -104,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> int:
+    if args.digits < 0:
+        raise UsageError(f"--digits must be 0 or more, not {args.digits}")
     if args.calibrate == "fit" and not args.gold:
         raise UsageError("--calibrate fit needs --gold COLUMN (the human codes to fit on)")
     golds = gold_columns(book, args.gold)
@@ -136,6 +146,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             handle_signals=True,
             gold=args.gold,
             warn=warn,
+            digits=args.digits,
         )
     except RunInterrupted as exc:
         print(

@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from ..robustness import run_check, sample_table
     from ..robustness.check import store_of
     from ..robustness.report import write_report
+    from ..run.schedule import RunInterrupted
     from ..store import default_store_path
     from ..tables import read_table, write_table
 
@@ -121,18 +122,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"textcoder: {message}", file=sys.stderr)
 
     sample = sample_table(read_table(args.data), args.n, args.seed, text_column, id_column)
-    check = run_check(
-        book,
-        sample,
-        make_coder,
-        [k.strip() for k in args.variants.split(",") if k.strip()],
-        orders=args.orders,
-        draws=args.draws,
-        seed=args.seed,
-        gold=args.gold,
-        progress=not args.quiet,
-        say=say,
-    )
+    try:
+        check = run_check(
+            book,
+            sample,
+            make_coder,
+            [k.strip() for k in args.variants.split(",") if k.strip()],
+            orders=args.orders,
+            draws=args.draws,
+            seed=args.seed,
+            gold=args.gold,
+            progress=not args.quiet,
+            say=say,
+            handle_signals=True,
+        )
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        how = exc.signame if isinstance(exc, RunInterrupted) else "SIGINT"
+        print(
+            f"textcoder: stopped by {how}; every answer received is kept in {store}. "
+            "Run the same command again to resume: only what is missing will be sent.",
+            file=sys.stderr,
+        )
+        return 130
     write_table(check.table, out)
     check.figures["output"] = str(out)
     check.figures["store"] = str(store)
