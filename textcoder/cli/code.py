@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DataError, UsageError
 from ..calibration import METHODS as CALIBRATIONS
-from ..calibration import gold_codes, gold_columns
-from ..codebook import Codebook
-from ..coder import Coder
 from ..output import DISPLAY_DIGITS
-from ..run.schedule import RunInterrupted
-from ..runlock import RunLock
 from ..scoring import METHODS
-from ..store import default_store_path
-from ..tables import check_output, default_output, read_table
 from . import batch_code, evaluate
-from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options, add_table_options
+
+if TYPE_CHECKING:  # the library is imported when the command runs, not for --help
+    from ..codebook import Codebook
+    from ..coder import Coder
 
 
 def register(sub: Any) -> None:
@@ -99,6 +95,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..codebook import Codebook
+    from ..runlock import RunLock
+    from ..store import default_store_path
+    from ..tables import check_output, default_output
+
     book = Codebook.from_yaml(args.codebook)
     out = Path(args.output) if args.output else default_output(args.data)
     check_output(args.data, out)
@@ -112,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> int:
+    from ..calibration import gold_codes, gold_columns
+    from ..run.schedule import RunInterrupted
+    from ..tables import read_table
+    from .manifest import write_manifest
+
     if args.digits < 0:
         raise UsageError(f"--digits must be 0 or more, not {args.digits}")
     if args.calibrate == "fit" and not args.gold:
@@ -186,6 +192,8 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
 
 def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
     """The coder the command's options describe."""
+    from ..coder import Coder
+
     return Coder(
         book,
         model=args.model,

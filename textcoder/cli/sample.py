@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..tables import check_output
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -32,7 +30,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..infer.design import draw_table
-    from ..tables import read_table, write_table
+    from ..tables import check_output, read_table, write_table
 
     for out in (args.output, args.mark):
         if out:
