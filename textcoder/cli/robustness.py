@@ -93,10 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from ..codebook import Codebook
     from ..coder import Coder
     from ..evaluate.load import read_manifest
-    from ..robustness import run_check, sample_table
+    from ..robustness import sample_table
     from ..robustness.check import store_of
     from ..robustness.report import write_report
-    from ..run.schedule import RunInterrupted
     from ..store import default_store_path
     from ..tables import read_table, write_table
 
@@ -122,8 +121,35 @@ def run(args: argparse.Namespace) -> int:
             print(f"textcoder: {message}", file=sys.stderr)
 
     sample = sample_table(read_table(args.data), args.n, args.seed, text_column, id_column)
+    check = _check(args, book, sample, make_coder, say, store)
+    if check is None:
+        return 130
+    write_table(check.table, out)
+    check.figures["output"] = str(out)
+    check.figures["store"] = str(store)
+    if args.json:
+        Path(args.json).write_text(json.dumps(check.figures, indent=2, ensure_ascii=False) + "\n")
+    if args.report:
+        write_report(check.figures, args.report)
+    console = Console(width=max(Console().width, 150))
+    for part in _tables(check.figures):
+        console.print(part)
+    say(
+        f"{check.figures['requests_sent']} requests sent, {check.figures['answers_reused']} "
+        f"answers from the store ({store}); variant columns -> {out}"
+    )
+    return 0
+
+
+def _check(
+    args: argparse.Namespace, book: Any, sample: Any, make_coder: Any, say: Any, store: Path
+) -> Any:
+    """The check the options describe; None after Ctrl-C (answers kept, a resume hint said)."""
+    from ..robustness import run_check
+    from ..run.schedule import RunInterrupted
+
     try:
-        check = run_check(
+        return run_check(
             book,
             sample,
             make_coder,
@@ -143,22 +169,7 @@ def run(args: argparse.Namespace) -> int:
             "Run the same command again to resume: only what is missing will be sent.",
             file=sys.stderr,
         )
-        return 130
-    write_table(check.table, out)
-    check.figures["output"] = str(out)
-    check.figures["store"] = str(store)
-    if args.json:
-        Path(args.json).write_text(json.dumps(check.figures, indent=2, ensure_ascii=False) + "\n")
-    if args.report:
-        write_report(check.figures, args.report)
-    console = Console(width=max(Console().width, 150))
-    for part in _tables(check.figures):
-        console.print(part)
-    say(
-        f"{check.figures['requests_sent']} requests sent, {check.figures['answers_reused']} "
-        f"answers from the store ({store}); variant columns -> {out}"
-    )
-    return 0
+        return None
 
 
 def _tables(figures: dict[str, Any]) -> list[Any]:
