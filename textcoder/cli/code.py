@@ -167,27 +167,33 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
     stats = coder.last_stats
     failed = stats.failed if stats else 0
     permanent = stats.failed_permanent if stats else 0
-    if not args.quiet and stats is not None:
+    if not args.quiet:
+        _summary(stats, manifest, out, manifest_path)
+    if golds:  # evaluate against the human codes right after coding
+        evaluate.after_code(out, golds, book, quiet=args.quiet)
+    if failed:
+        print(_failed_line(failed, permanent, store), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _summary(stats: Any, manifest: dict[str, Any], out: Path, manifest_path: Path) -> None:
+    """The closing lines: rows, the whole run's time and every request sent (probes and
+    calibration's content-free inputs included), then each server's share."""
+    if stats is not None:
         reused = f", {stats.reused} answers from the store" if stats.reused else ""
         print(
             f"textcoder: coded {stats.rows} rows in {stats.seconds:.1f}s "
             f"({stats.requests} requests{reused}) -> {out} (+ {manifest_path.name})",
             file=sys.stderr,
         )
-    if not args.quiet:
-        for server in manifest.get("servers", []):
-            latency = server["mean_latency_s"]
-            print(
-                f"textcoder:   {server['base_url']}: {server['requests']} requests, "
-                f"{server['failures']} failed"
-                + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
-                file=sys.stderr,
-            )
-    if golds:  # evaluate against the human codes right after coding
-        evaluate.after_code(out, golds, book, quiet=args.quiet)
-    if failed:
-        print(_failed_line(failed, permanent, store), file=sys.stderr)
-    return 1 if failed else 0
+    for server in manifest.get("servers", []):
+        latency = server["mean_latency_s"]
+        print(
+            f"textcoder:   {server['base_url']}: {server['requests']} requests, "
+            f"{server['failures']} failed"
+            + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
+            file=sys.stderr,
+        )
 
 
 def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
