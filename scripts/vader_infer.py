@@ -6,7 +6,7 @@ Draws a seeded simple random sample of `--n` tweets (as `textcoder sample CODED 
 does), takes their gold codes (the raters' mean) as the human codes and treats the other
 tweets as uncoded, then runs `textcoder infer` for each coded file and prints, per category,
 the true share among all 300 tweets beside the four estimates and their 95% intervals
-(Markdown, as in the README).
+(Markdown, as in the docs).
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ class Coder:
         self.truncate = truncate
         #: how long a request may take: after Ctrl-C, requests in flight get this long
         self.timeout = timeout
-        if calibrate is None:  # the method's own default (README: "A default that serves ...")
+        if calibrate is None:  # the method's own default (docs: concepts/calibration.md)
             calibrate = self.scorer.calibration
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
@@ -295,7 +295,7 @@ class Coder:
     def calibrate_frame(
         self, coded: pd.DataFrame, gold: str | Sequence[str] | dict[str, str] | None = None
     ) -> pd.DataFrame:
-        """Calibrate a coded table over all its rows with this coder's method (see README)."""
+        """Calibrate a coded table over all its rows with this coder's method (see the docs: Calibration)."""
         self._calibration_stats = None
         if self.calibrate == "none":
             return coded
