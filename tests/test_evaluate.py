@@ -420,3 +420,15 @@ def test_report_with_a_gold_file_shows_prevalence_and_json_has_one_shape(tmp_pat
         ("coded.csv (content-free)", "content-free"),
     ]
     assert all(f["n"] == 50 and "accuracy" in f for f in files)
+
+
+def test_a_table_rounded_to_few_digits_evaluates_without_warnings(tmp_path: Path) -> None:
+    """`textcoder code` writes 4 digits: rows sum to 1 only within rounding, which evaluate
+    renormalises (no scikit-learn warning per bootstrap resample)."""
+    df = synthetic(60)
+    cols = [c for c in df.columns if c.startswith("sentiment_p_") or c == "sentiment_outside"]
+    df[cols] = df[cols].round(4)
+    coded = write_coded(df, tmp_path / "rounded.csv")
+    proc = textcoder("evaluate", str(coded), "--gold", "gold", "--resamples", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "do not sum to one" not in proc.stderr and "Warning" not in proc.stderr

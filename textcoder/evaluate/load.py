@@ -251,7 +251,11 @@ def _probabilities(df: pd.DataFrame, var: Variable, where: str) -> tuple[FloatAr
         other = pd.to_numeric(df[outside], errors="coerce").to_numpy(dtype=float)
     else:
         other = np.clip(1.0 - cats.sum(axis=1), 0.0, 1.0)
-    return np.column_stack([cats, other]), True
+    probs = np.column_stack([cats, other])
+    # a table written with few digits (`--digits`) sums to 1 only within its rounding
+    total = probs.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, probs / total, probs), True
 
 
 def _codes(
