@@ -153,6 +153,14 @@ def test_help_prompt_and_models_import_only_what_they_use() -> None:
         assert not mods & set(HEAVY), (argv, mods & set(HEAVY))
 
 
+def test_command_help_imports_none_of_the_heavy_libraries() -> None:
+    """`textcoder code --help` (and the other commands' help) prints before pandas, scipy or
+    llama.cpp are imported: the library loads when a command runs."""
+    for command in ("code", "robustness", "evaluate", "infer", "sample"):
+        mods = imported_by(command, "--help")
+        assert not mods & {*HEAVY, "pandas", "scipy", "statsmodels"}, (command, mods)
+
+
 def test_the_package_face_is_lazy_but_complete() -> None:
     code = (
         "import sys, textcoder; heavy = {'pandas', 'pydantic', 'numpy'} & set(sys.modules); "

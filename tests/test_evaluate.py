@@ -218,7 +218,7 @@ def test_cli_compares_files_and_writes_json(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
-    data = json.loads(one.read_text())
+    (data,) = json.loads(one.read_text())["files"]  # one stable shape, one file too
     for key in HEADLINE:
         assert set(data[key]) >= {"value", "ci_low", "ci_high"}
     assert set(data["per_category"]) == set(LABELS)
@@ -292,7 +292,7 @@ def test_code_with_gold_evaluates_after_coding(tmp_path: Path) -> None:
         "gold",
     )
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
+    (metrics,) = json.loads(out.with_name(out.name + ".metrics.json").read_text())["files"]
     assert metrics["n"] == 6 and metrics["gold_column"] == "gold"
     assert "accuracy" in proc.stdout
 
@@ -311,7 +311,7 @@ def test_plain_table_without_manifest_infers_the_variable(tmp_path: Path) -> Non
     lines = [x for x in proc.stderr.splitlines() if "inferred" in x or "evaluating" in x]
     assert len(lines) == 1, proc.stderr
     assert "'sentiment'" in lines[0] and "negative, neutral, positive" in lines[0]
-    data = json.loads(out.read_text())
+    (data,) = json.loads(out.read_text())["files"]
     reference = evaluate(
         load_coded(write_coded(synthetic(120), tmp_path / "c.csv"), "gold"), resamples=20
     )
@@ -331,7 +331,7 @@ def test_hard_labels_alone_evaluate_agreement_only(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "not available" in proc.stderr
-    data = json.loads(out.read_text())
+    (data,) = json.loads(out.read_text())["files"]
     y, x = df["gold"], df["sentiment"]
     assert data["accuracy"]["value"] == pytest.approx(accuracy_score(y, x), abs=1e-6)
     assert data["cohen_kappa"]["value"] == pytest.approx(cohen_kappa_score(y, x), abs=1e-6)
@@ -358,7 +358,7 @@ def test_gold_file_is_joined_on_the_id_column(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "60 of 100 rows have a code; 1 of its 61 rows match no row here" in proc.stderr
-    data = json.loads(out.read_text())
+    (data,) = json.loads(out.read_text())["files"]
     assert (data["n"], data["n_missing_gold"]) == (60, 40)
     part = df[df["id"].isin(codes["id"])]
     expect = accuracy_score(part["gold"], part["sentiment"])
@@ -389,3 +389,46 @@ def test_plain_table_with_a_category_called_other(tmp_path: Path) -> None:
     legacy.to_csv(tmp_path / "old.csv", index=False)
     coded = load_coded(tmp_path / "old.csv", "gold")
     assert coded.labels == ["spam", "ham"] and coded.sample.probs.shape == (4, 3)
+
+
+def test_report_with_a_gold_file_shows_prevalence_and_json_has_one_shape(tmp_path: Path) -> None:
+    """The annotate -> evaluate path: human codes in their own file reach the report's
+    prevalence section, and a calibrated file's JSON lists raw and calibrated entries."""
+    df = synthetic(120)
+    for lab in LABELS:  # a calibrated file: the model's own probabilities kept beside
+        df[f"sentiment_rawp_{lab}"] = df[f"sentiment_p_{lab}"]
+    coded = write_coded(df.drop(columns=["gold"]), tmp_path / "coded.csv")
+    manifest_file = coded.with_name(coded.name + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest["calibration"] = {"method": "content-free"}
+    manifest_file.write_text(json.dumps(manifest))
+    codes = df[["id", "gold"]].rename(columns={"gold": "sentiment_human"}).head(50)
+    codes.to_csv(tmp_path / "codes.csv", index=False)
+    out, report = tmp_path / "m.json", tmp_path / "r.html"
+    proc = textcoder(
+        "evaluate", str(coded), "--gold-file", str(tmp_path / "codes.csv"),
+        "--gold", "sentiment_human", "--resamples", "20", "--json", str(out),
+        "--report", str(report),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page = report.read_text()
+    assert "Not computed" not in page
+    assert 'id="prevalence"' in page and "50 human codes of 120 rows" in page
+    files = json.loads(out.read_text())["files"]
+    assert [(f["name"], f["calibration"]) for f in files] == [
+        ("coded.csv (raw)", "raw"),
+        ("coded.csv (content-free)", "content-free"),
+    ]
+    assert all(f["n"] == 50 and "accuracy" in f for f in files)
+
+
+def test_a_table_rounded_to_few_digits_evaluates_without_warnings(tmp_path: Path) -> None:
+    """`textcoder code` writes 4 digits: rows sum to 1 only within rounding, which evaluate
+    renormalises (no scikit-learn warning per bootstrap resample)."""
+    df = synthetic(60)
+    cols = [c for c in df.columns if c.startswith("sentiment_p_") or c == "sentiment_outside"]
+    df[cols] = df[cols].round(4)
+    coded = write_coded(df, tmp_path / "rounded.csv")
+    proc = textcoder("evaluate", str(coded), "--gold", "gold", "--resamples", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "do not sum to one" not in proc.stderr and "Warning" not in proc.stderr

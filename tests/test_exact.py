@@ -108,7 +108,7 @@ def test_prefix_and_text_tokenise_as_the_whole_prompt(local_backend, likert: Cod
 
 
 def test_five_point_scale_equals_brute_force(local_backend, likert: Codebook) -> None:  # type: ignore[no-untyped-def]
-    coder = Coder(likert, backend=local_backend, scoring="exact")
+    coder = Coder(likert, backend=local_backend, scoring="exact", calibrate="none")
     var = likert.variables[0]
     variants = variants_for(var)
     engine = local_backend.engine
@@ -262,7 +262,7 @@ def test_fallback_to_the_whole_prompt_is_exact_and_recorded() -> None:
     engine.formatter = llama_chat_format.Jinja2ChatFormatter(
         template=SYSTEM_LAST, eos_token="", bos_token="", add_generation_prompt=True
     )
-    coder = Coder(likert, backend=backend, scoring="exact")
+    coder = Coder(likert, backend=backend, scoring="exact", calibrate="none")
     res = coder.code(TEXTS[0])["stance"]
     info = backend.describe()["exact"]
     assert info["whole_prompt_fallbacks"] == 1 and info["prefix_cache"] == "partly whole prompt"
@@ -315,7 +315,7 @@ def test_exact_over_http_equals_local_exact(
     assert proc.returncode == 0, proc.stderr
     coded = pd.read_csv(out)
     for i, res in enumerate(
-        Coder(likert, backend=local_backend, scoring="exact").code_texts(TEXTS)
+        Coder(likert, backend=local_backend, scoring="exact", calibrate="none").code_texts(TEXTS)
     ):
         for lab in SCALE:
             assert coded.loc[i, prob_column("stance", lab)] == pytest.approx(

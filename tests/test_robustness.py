@@ -156,3 +156,48 @@ def test_robustness_reuses_the_coded_run_and_a_rerun_sends_nothing(tmp_path: Pat
     again = json.loads((tmp_path / "r.json").read_text())
     assert again["requests_sent"] == 0
     assert again["variables"] == figs["variables"]
+
+
+def test_ctrl_c_keeps_answers_says_how_to_resume_and_progress_counts(tmp_path: Path) -> None:
+    """SIGINT in the middle of a variant: exit 130 with a resume hint and no asyncio noise;
+    the same command again finishes, reusing what the first run stored."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+    from .flaky_server import FlakyServer
+
+    data = tmp_path / "posts.csv"
+    pd.DataFrame({"id": range(40), "text": [f"post number {i}" for i in range(40)]}).to_csv(
+        data, index=False
+    )
+    with FlakyServer(delay=0.05) as server:
+        args = [sys.executable, "-m", "textcoder", "robustness", str(data), "-c", str(BOOK)]
+        args += ["--base-url", server.url, "--api-key", "k", "-m", "gpt-4o-mini"]
+        args += ["--scoring", "logprobs", "--variants", "order", "--orders", "2", "-n", "40"]
+        args += ["--id-column", "id", "--concurrency", "2"]
+        err_path = tmp_path / "err.txt"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with err_path.open("w") as err:
+            proc = subprocess.Popen(
+                args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, env=env
+            )
+        deadline = time.monotonic() + 120
+        while "variant 2 of 3: order-1" not in err_path.read_text():
+            assert proc.poll() is None, err_path.read_text()
+            assert time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.05)  # polling interval
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        first = err_path.read_text()
+        assert "variant 1 of 3: base" in first
+        assert "Run the same command again to resume" in first
+        assert "Task was destroyed" not in first and "Traceback" not in first
+        again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "variant 3 of 3: order-2" in again.stderr
+    reused = int(again.stderr.split(" answers from the store")[0].rsplit(" ", 1)[-1])
+    assert reused >= 40  # at least the base codes came from the first run

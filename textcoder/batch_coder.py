@@ -130,6 +130,7 @@ def code_file_batch(
     gold: Any = None,
     chunksize: int = CHUNK_ROWS,
     warn: Callable[[str], None] | None = None,
+    digits: int | None = None,
 ) -> BatchOutcome:
     """Code `data` into `output` through the Batch API: plan, submit (or re-attach), wait,
     then score every answer as an online run would. With `wait` off, return after submitting
@@ -177,6 +178,7 @@ def code_file_batch(
             progress=progress,
             gold=gold,
             chunksize=chunksize,
+            digits=digits,
         )
     finally:
         coder.executor = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,13 @@ from .backends.base import ABILITIES, Capabilities
 from .codebook import Codebook
 from .examples_select import make_selector
 from .limits import check_settings
+from .output import round_display as output_round
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .results import CodeResult, OrderedChunks, with_codes
 from .retry import RetryPolicy
 from .run.online import OnlineExecutor
+from .run.stats import now
 from .runlock import RunLock
 from .runner import Runner, RunStats
 from .scoring import METHODS, Scorer, Settings, default_scorer, get_scorer, supported_methods
@@ -99,6 +103,8 @@ class Coder:
         except BaseException:
             run_sync(self.backend.aclose)
             raise
+        #: the probe's requests, counted in the first run's statistics
+        self._probes_uncounted = self.capabilities.probe_requests
         self.scoring = self.scorer.name
         self.notes: list[str] = []
         if self.codebook.mode == "joint" and not self.capabilities.json_schema:
@@ -121,12 +127,14 @@ class Coder:
         self.truncate = truncate
         #: how long a request may take: after Ctrl-C, requests in flight get this long
         self.timeout = timeout
-        if calibrate is None:  # the method's own default (README: "A default that serves ...")
+        if calibrate is None:  # the method's own default (docs: concepts/calibration.md)
             calibrate = self.scorer.calibration
         if calibrate not in cal.METHODS:
             raise UsageError(f"unknown calibration {calibrate!r}; one of {', '.join(cal.METHODS)}")
         self.calibrate = calibrate
         self.last_calibration: dict[str, Any] | None = None
+        #: what the last calibration's own requests (content-free inputs) cost
+        self._calibration_stats: RunStats | None = None
         # examples_from hook: per-text examples (textcoder/examples_select.py)
         self.examples = make_selector(self.codebook, self.backend.describe().get("model_path"))
 
@@ -185,29 +193,87 @@ class Coder:
         )
 
     def code(self, text: str) -> CodeResult:
-        """Code one text: every variable's label, probabilities and raw answer."""
+        """Code one text: every variable's label, probabilities and raw answer, calibrated
+        with the coder's method as `code_texts` does (`batch` on one text is flat)."""
+        self._check_calibration_without_gold()
         runner = self._runner()
         try:
-            return run_sync(lambda: runner.code_text(text))
+            result = run_sync(lambda: runner.code_text(text))
         finally:
             self.notes.extend(n for n in runner.notes if n not in self.notes)
+        return self.calibrate_results([result])[0]
 
     def code_texts(
         self, texts: Sequence[str], progress: bool = True, ids: Sequence[object] | None = None
     ) -> list[CodeResult]:
-        """Code many texts; results in input order. With a `store`, `ids` name the rows there
-        (default: the row numbers) and a rerun sends only what the store lacks."""
+        """Code many texts; results in input order, calibrated over these texts with the
+        coder's method, as `code_frame` and `textcoder code` calibrate (`raw_probs` keeps the
+        model's own). With a `store`, `ids` name the rows there (default: the row numbers)
+        and a rerun sends only what the store lacks."""
+        self._check_calibration_without_gold()
+        return self.calibrate_results(self._code_raw(texts, progress, ids))
+
+    def _code_raw(
+        self,
+        texts: Sequence[str],
+        progress: bool,
+        ids: Sequence[object] | None,
+        handle_signals: bool = False,
+    ) -> list[CodeResult]:
+        """The model's own results for `texts`, uncalibrated."""
         runner = self._runner()
         idlist = [str(i) for i in ids] if ids is not None else None
         try:
-            results = run_sync(lambda: runner.run(list(texts), progress=progress, ids=idlist))
+            results = run_sync(
+                lambda: runner.run(list(texts), progress, idlist, handle_signals=handle_signals)
+            )
         finally:
             self._finish(runner)
         return results
 
+    def _check_calibration_without_gold(self) -> None:
+        """`fit` learns from human codes, which only tables carry: say so before coding."""
+        if self.calibrate == "fit":
+            raise UsageError(
+                "calibration 'fit' needs human codes: use code_frame(df, gold=COLUMN) or "
+                "code_file(..., gold=COLUMN), or another calibrate method"
+            )
+
+    def calibrate_results(self, results: Sequence[CodeResult]) -> list[CodeResult]:
+        """`results` calibrated together with the coder's method (as `calibrate_frame`
+        calibrates a table): `probs` and `label` calibrated, `raw_probs` the model's own."""
+        if self.calibrate == "none" or not results:
+            return list(results)
+        frame = with_codes(pd.DataFrame(index=range(len(results))), self.codebook, results)
+        calibrated = self.calibrate_frame(frame)
+        out = []
+        for i, result in enumerate(results):
+            found = dict(result.variables)
+            for var in self.codebook.variables:
+                rawcols = cal.prob_columns(var, "rawp")
+                if var.multi or not set(rawcols) <= set(calibrated.columns):
+                    continue
+                row = calibrated.iloc[i]
+                probs = {
+                    lab: float(row[c])
+                    for lab, c in zip(var.labels, cal.prob_columns(var), strict=True)
+                }
+                if any(p != p for p in probs.values()):  # a failed row: nothing to calibrate
+                    continue
+                found[var.name] = replace(
+                    result[var.name],
+                    label=str(row[var.name]),
+                    probs=probs,
+                    raw_probs=dict(result[var.name].probs),
+                )
+            out.append(CodeResult(found))
+        return out
+
     def _finish(self, runner: Runner) -> None:
         """Keep a run's statistics and anything it had to say, for the manifest."""
         self.last_stats = runner.stats
+        runner.stats.requests += self._probes_uncounted
+        self._probes_uncounted = 0
         self.notes.extend(n for n in runner.notes if n not in self.notes)
 
     def code_frame(
@@ -217,16 +283,19 @@ class Coder:
         progress: bool = True,
         gold: str | Sequence[str] | dict[str, str] | None = None,
         id_column: str | None = None,
+        handle_signals: bool = False,
     ) -> pd.DataFrame:
-        """A copy of `df` with the coded columns appended (see the README for their names),
-        calibrated over all rows when the coder calibrates (`gold`: human codes for `fit`)."""
+        """A copy of `df` with the coded columns appended (see the docs' output columns),
+        calibrated over all rows when the coder calibrates (`gold`: human codes for `fit`).
+        `handle_signals`: SIGINT/SIGTERM let requests in flight finish, keep every answer in
+        the store and raise `RunInterrupted` (a command line's Ctrl-C)."""
         for col in (text_column, id_column):
             if col is not None and col not in df.columns:
                 cols = ", ".join(map(str, df.columns))
                 raise DataError(f"no column {col!r} in the table (columns: {cols})")
         texts = ["" if missing(t) else str(t) for t in df[text_column].tolist()]
         ids = df[id_column].tolist() if id_column is not None else None
-        results = self.code_texts(texts, progress=progress, ids=ids)
+        results = self._code_raw(texts, progress, ids, handle_signals)
         return self.calibrate_frame(
             with_codes(df, self.codebook, results, self.scorer.columns), gold
         )
@@ -234,13 +303,15 @@ class Coder:
     def calibrate_frame(
         self, coded: pd.DataFrame, gold: str | Sequence[str] | dict[str, str] | None = None
     ) -> pd.DataFrame:
-        """Calibrate a coded table over all its rows with this coder's method (see README)."""
+        """Calibrate a coded table over all its rows with this coder's method (see the docs: Calibration)."""
+        self._calibration_stats = None
         if self.calibrate == "none":
             return coded
         content_free = None
         if self.calibrate in cal.NEEDS_CONTENT_FREE:
             runner = self._runner()
             found = run_sync(lambda: runner.run(list(cal.CONTENT_FREE_INPUTS), progress=False))
+            self._calibration_stats = runner.stats
             content_free = {
                 v.name: [[r[v.name].probs[lab] for lab in v.labels] for r in found]
                 for v in self.codebook.variables
@@ -271,6 +342,7 @@ class Coder:
         chunksize: int = CHUNK_ROWS,
         warn: Callable[[str], None] | None = None,
         rows: int | None = None,
+        digits: int | None = None,
     ) -> RunStats:
         """Code a table file into `output`, every answer kept in a store as it arrives.
 
@@ -281,7 +353,9 @@ class Coder:
         `progress`: `auto`, `bar`, `lines` or `off`. Raises `RunInterrupted` on SIGINT/SIGTERM
         when `handle_signals`; nothing is written then, and the next run resumes. `rows`: the
         row count `scan_rows` gave, where the caller checked the table before anything was sent.
+        `digits` rounds the probability-like columns written (None: full precision).
         """
+        started = time.perf_counter()
         total = (
             rows if rows is not None else scan_rows(data, text_column, id_column, chunksize, warn)
         )
@@ -289,6 +363,10 @@ class Coder:
         runner = self._runner(self._open_store(path))
         prog = Progress(total, runner.stats, mode=progress)
         writer = TableWriter(output)
+
+        def write(frame: pd.DataFrame) -> None:  # display columns rounded to `digits`
+            writer.write(output_round(frame, self.codebook.variables, digits))
+
         frames: list[pd.DataFrame] = []
         table = TableStream(data, text_column, id_column, chunksize)  # one parse, one way
         # each chunk is written as soon as its rows are coded, in input order
@@ -296,7 +374,7 @@ class Coder:
             table.chunks,
             self.codebook,
             self.scorer.columns,
-            writer.write if self.calibrate == "none" else frames.append,
+            write if self.calibrate == "none" else frames.append,
             empty=pd.DataFrame(columns=table_columns(data)),
         )
         try:
@@ -313,11 +391,16 @@ class Coder:
                 self._finish(runner)
             chunks.finish()
             if frames:
-                writer.write(self.calibrate_frame(pd.concat(frames), gold))
+                write(self.calibrate_frame(pd.concat(frames), gold))
+                if self._calibration_stats is not None:  # the content-free inputs it sent
+                    runner.stats.absorb(self._calibration_stats)
             writer.close()
         except BaseException:
             writer.abort()
             raise
+        # the whole run, calibration included, is what the summary and manifest report
+        runner.stats.seconds = time.perf_counter() - started
+        runner.stats.ended = now()
         return runner.stats
 
     def manifest(self, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 #: the label of an answer that names no category (and of an empty text); angle brackets keep
 #: it apart from every label a codebook may use (the codebook refuses this one)
@@ -112,3 +112,27 @@ def column_clashes(variables: Sequence[VariableLike]) -> list[str]:
 def is_invalid(label: object) -> bool:
     """Whether an output label marks an answer that named no category."""
     return isinstance(label, str) and label == INVALID
+
+
+#: digits the display columns of a written table keep by default (the store keeps answers whole)
+DISPLAY_DIGITS = 4
+
+
+def display_columns(variable: VariableLike) -> list[str]:
+    """The columns of real numbers a reader looks at: probabilities (raw and calibrated), the
+    outside mass, confidence, entropy and the expected position."""
+    v = variable.name
+    kinds = [OUTSIDE, CONFIDENCE, ENTROPY, *([EXPECTED] if has_summary(variable) else [])]
+    return [
+        *prob_columns(variable),
+        *prob_columns(variable, "rawp"),
+        *(column(v, k) for k in kinds),
+    ]
+
+
+def round_display(frame: Any, variables: Sequence[VariableLike], digits: int | None) -> Any:
+    """`frame` (a DataFrame) with its display columns rounded to `digits` (None: as they are)."""
+    if digits is None:
+        return frame
+    cols = [c for var in variables for c in display_columns(var) if c in frame.columns]
+    return frame.round({c: digits for c in cols})

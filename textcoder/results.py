@@ -15,7 +15,8 @@ from .scoring.result import VariableResult, ordinal_summary
 class CodeResult(Mapping[str, VariableResult]):
     """The codes for one text: a mapping of variable name to its `VariableResult`.
 
-    For a one-variable codebook, `label`, `probs`, `raw` and `other` read that variable.
+    For a one-variable codebook, `label`, `probs`, `raw_probs`, `raw` and `other` read that
+    variable.
     """
 
     variables: dict[str, VariableResult]
@@ -50,6 +51,11 @@ class CodeResult(Mapping[str, VariableResult]):
     @property
     def raw(self) -> str:
         return self._only().raw
+
+    @property
+    def raw_probs(self) -> dict[str, float] | None:
+        """The model's own probabilities where `probs` are calibrated, else None."""
+        return self._only().raw_probs
 
     @property
     def error(self) -> str | None:

@@ -140,10 +140,14 @@ class Runner:
             raise RunInterrupted(self.scheduler.interrupted, self.store.counts()["ok"])
 
     async def run(
-        self, texts: Sequence[str], progress: bool = True, ids: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        progress: bool = True,
+        ids: Sequence[str] | None = None,
+        handle_signals: bool = False,
     ) -> list[CodeResult]:
         """Code every text; results in input order (`ids` name the rows in the store,
-        default the row numbers from 1)."""
+        default the row numbers from 1); `handle_signals` as `run_items`."""
         row_ids = (
             [str(i) for i in ids] if ids is not None else [str(i + 1) for i in range(len(texts))]
         )
@@ -154,6 +158,6 @@ class Runner:
         def keep(index: int, result: CodeResult) -> None:
             out[index] = result
 
-        await self.run_items(rows, prog, on_row=keep)
+        await self.run_items(rows, prog, handle_signals, on_row=keep)
         missing = CodeResult({v.name: failed_result(v, NOT_CODED) for v in self.codebook.variables})
         return [r if r is not None else missing for r in out]

@@ -1,5 +1,5 @@
 """Human coding in the browser: a validation sample coded blind by several coders, with
-agreement as they go (see README, "Validate with human coders").
+agreement as they go (see the docs, "Validate with human coders").
 
 `open_annotation` loads a project (codebook, sample, store); `create_app` serves it;
 `export_frame` writes the human codes as a table.

@@ -115,6 +115,8 @@ class Capabilities:
     #: continuation scoring evaluates the shared prefix once (the local engine), so `exact`
     #: costs a text's own tokens; over HTTP each request pays its whole prompt
     prefix_cache: bool = False
+    #: requests the probe sent to find these out (0 where nothing was asked)
+    probe_requests: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,7 +31,11 @@ async def probe(
     policy = retry if retry is not None else RetryPolicy()
     base: dict[str, Any] = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": 2}
 
+    sent = 0
+
     async def ask(body: dict[str, Any]) -> Any:
+        nonlocal sent
+        sent += 1
         return await with_retries(lambda: post(body), policy)
 
     extra = {"n": 2, "temperature": 1.0, "seed": 0}
@@ -49,7 +53,7 @@ async def probe(
         except RequestError:
             has_n = False
     schema_ok = await _probe_json_schema(ask, base) if json_schema else None
-    return Capabilities(has_lp, has_top, has_n, schema_ok)
+    return Capabilities(has_lp, has_top, has_n, schema_ok, probe_requests=sent)
 
 
 def _choices(data: Any) -> list[dict[str, Any]]:

@@ -164,7 +164,8 @@ class OpenAIBackend(Backend):
         )
         if not continuations:
             return found
-        return replace(found, continuations=await self._exact_http().supported(retry))
+        exact = await self._exact_http().supported(retry)  # one more request
+        return replace(found, continuations=exact, probe_requests=found.probe_requests + 1)
 
     async def complete(self, messages: Sequence[Message], params: CompletionParams) -> Completion:
         return completion_from_json(await self._post(self.request_body(messages, params)))

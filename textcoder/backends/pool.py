@@ -164,7 +164,7 @@ class ServerPool(Backend):
         if not continuations:
             return found
         exact: bool = await self._route(lambda b: b._exact_http().supported(retry))
-        return replace(found, continuations=exact)
+        return replace(found, continuations=exact, probe_requests=found.probe_requests + 1)
 
     async def score_continuations(self, request: ContinuationRequest) -> ContinuationScores:
         """Exact scoring over HTTP on the least busy live server."""

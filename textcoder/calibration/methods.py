@@ -17,11 +17,11 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from .._exceptions import UsageError
+from . import METHODS
 
 Matrix = npt.NDArray[np.float64]
 Labels = npt.NDArray[np.int64]
 
-METHODS = ("none", "batch", "content-free", "prior", "fit")
 EPS = 1e-12
 
 

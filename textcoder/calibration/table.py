@@ -21,13 +21,12 @@ from .. import output
 from .._exceptions import DataError, UsageError
 from ..codebook import Codebook, Variable
 from ..output import CONFIDENCE, ENTROPY, INVALID, OUTSIDE
-from .methods import METHODS, FitCalibrator, Matrix, cross_fit, make_calibrator
+from . import METHODS
+from .methods import FitCalibrator, Matrix, cross_fit, make_calibrator
 
 CONTENT_FREE_INPUTS = ("N/A", "[MASK]", "...")
 """Inputs with no content, coded through the same prompt to read the model's bias (Zhao et
 al. 2021 use "N/A", "" and "[MASK]"; textcoder never sends an empty text, hence "...")."""
-
-NEEDS_CONTENT_FREE = ("content-free", "prior")
 
 
 def prob_columns(variable: Variable, prefix: str = "p") -> list[str]:

@@ -12,7 +12,7 @@ from .._exceptions import UsageError
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """`--batch`, `--no-batch`, `--no-wait` on `textcoder code`."""
-    g = p.add_argument_group("Batch API (see README: Very large runs)")
+    g = p.add_argument_group("Batch API (see the docs: OpenAI and the Batch API)")
     g.add_argument(
         "--batch",
         action="store_true",
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace, coder: Any, out: Path, store: Path, warn: Any)
             wait=not args.no_wait,
             gold=args.gold,
             warn=warn,
+            digits=args.digits,
         )
     except KeyboardInterrupt:
         print(

@@ -5,23 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import DataError, UsageError
 from ..calibration import METHODS as CALIBRATIONS
-from ..calibration import gold_codes, gold_columns
-from ..codebook import Codebook
-from ..coder import Coder
-from ..run.schedule import RunInterrupted
-from ..runlock import RunLock
+from ..output import DISPLAY_DIGITS
 from ..scoring import METHODS
-from ..store import default_store_path
-from ..table_rows import scan_rows
-from ..tables import CHUNK_ROWS, check_output, default_output, read_table
 from . import batch_code, evaluate
-from .manifest import write_manifest
 from .options import add_codebook_option, add_model_options, add_table_options
 from .summary import failed_line
+
+if TYPE_CHECKING:  # the library is imported when the command runs, not for --help
+    from ..codebook import Codebook
+    from ..coder import Coder
 
 
 def register(sub: Any) -> None:
@@ -31,7 +27,11 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", help="the coded table (default: DATA's stem + .coded)")
     add_table_options(p)
     add_model_options(p)
-    p.add_argument("--scoring", choices=METHODS, help="how probabilities are read (see README)")
+    p.add_argument(
+        "--scoring",
+        choices=METHODS,
+        help="how probabilities are read (see the docs: Scoring methods)",
+    )
     p.add_argument("--concurrency", type=int, help="requests in flight (default: 1 local, 16 HTTP)")
     p.add_argument("--max-tokens", type=int, default=10, help="answer length limit (default 10)")
     p.add_argument(
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
         "--calibrate",
         choices=CALIBRATIONS,
         help="correct the model's bias toward some labels (default: content-free with "
-        "--scoring exact, the local engine's default; else none; see README)",
+        "--scoring exact, the local engine's default; else none; see the docs: Calibration)",
     )
     p.add_argument(
         "--gold",
@@ -83,12 +83,24 @@ def register(sub: Any) -> None:
         action="store_true",
         help="with several --base-url: allow servers that serve different models",
     )
+    p.add_argument(
+        "--digits",
+        type=int,
+        default=DISPLAY_DIGITS,
+        help=f"digits kept in the probability, confidence and entropy columns written "
+        f"(default {DISPLAY_DIGITS}; the store keeps answers whole)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     batch_code.add_options(p)  # batch hook (issue 16)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..codebook import Codebook
+    from ..runlock import RunLock
+    from ..store import default_store_path
+    from ..tables import check_output, default_output
+
     book = Codebook.from_yaml(args.codebook)
     out = Path(args.output) if args.output else default_output(args.data)
     check_output(args.data, out)
@@ -103,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> int:
+    from ..calibration import gold_codes, gold_columns
+    from ..run.schedule import RunInterrupted
+    from ..table_rows import scan_rows
+    from ..tables import CHUNK_ROWS, read_table
+    from .manifest import write_manifest
+
+    if args.digits < 0:
+        raise UsageError(f"--digits must be 0 or more, not {args.digits}")
     if args.calibrate == "fit" and not args.gold:
         raise UsageError("--calibrate fit needs --gold COLUMN (the human codes to fit on)")
     golds = gold_columns(book, args.gold)
@@ -126,6 +146,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
         else scan_rows(args.data, args.text_column, args.id_column, CHUNK_ROWS, warn)
     )
     coder = _coder(args, book)
+
     for note in coder.notes:
         warn(note)
     if args.batch:  # batch hook (issue 16): plan, submit or re-attach, wait, collect, write
@@ -141,6 +162,7 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
             handle_signals=True,
             gold=args.gold,
             warn=warn,
+            digits=args.digits,
             rows=rows,
         )
     except RunInterrupted as exc:
@@ -156,23 +178,8 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
     stats = coder.last_stats
     failed = stats.failed if stats else 0
     permanent = stats.failed_permanent if stats else 0
-    if not args.quiet and stats is not None:
-        reused = f", {stats.reused} answers from the store" if stats.reused else ""
-        print(
-            f"textcoder: coded {stats.rows} rows in {stats.seconds:.1f}s "
-            f"({stats.requests} requests{reused}) -> {out} (+ {manifest_path.name})",
-            file=sys.stderr,
-        )
     if not args.quiet:
-        for server in manifest.get("servers", []):
-            latency = server["mean_latency_s"]
-            print(
-                f"textcoder:   {server['base_url']}: {server['requests']} requests, "
-                f"{server['failures']} failed"
-                + (f" ({server['ejections']} ejections)" if server.get("ejections") else "")
-                + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
-                file=sys.stderr,
-            )
+        _summary(stats, manifest, out, manifest_path)
     if golds:  # evaluate against the human codes right after coding
         evaluate.after_code(out, golds, book, quiet=args.quiet)
     if failed:
@@ -180,8 +187,31 @@ def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> in
     return 1 if failed else 0
 
 
+def _summary(stats: Any, manifest: dict[str, Any], out: Path, manifest_path: Path) -> None:
+    """The closing lines: rows, the whole run's time and every request sent (probes and
+    calibration's content-free inputs included), then each server's share."""
+    if stats is not None:
+        reused = f", {stats.reused} answers from the store" if stats.reused else ""
+        print(
+            f"textcoder: coded {stats.rows} rows in {stats.seconds:.1f}s "
+            f"({stats.requests} requests{reused}) -> {out} (+ {manifest_path.name})",
+            file=sys.stderr,
+        )
+    for server in manifest.get("servers", []):
+        latency = server["mean_latency_s"]
+        print(
+            f"textcoder:   {server['base_url']}: {server['requests']} requests, "
+            f"{server['failures']} failed"
+            + (f" ({server['ejections']} ejections)" if server.get("ejections") else "")
+            + (f", {latency * 1000:.0f} ms mean latency" if latency is not None else ""),
+            file=sys.stderr,
+        )
+
+
 def _coder(args: argparse.Namespace, book: Codebook) -> Coder:
     """The coder the command's options describe."""
+    from ..coder import Coder
+
     return Coder(
         book,
         model=args.model,

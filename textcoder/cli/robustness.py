@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..codebook import Codebook
     from ..coder import Coder
     from ..evaluate.load import read_manifest
-    from ..robustness import run_check, sample_table
+    from ..robustness import sample_table
     from ..robustness.check import store_of
     from ..robustness.report import write_report
     from ..store import default_store_path
@@ -121,18 +121,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"textcoder: {message}", file=sys.stderr)
 
     sample = sample_table(read_table(args.data), args.n, args.seed, text_column, id_column)
-    check = run_check(
-        book,
-        sample,
-        make_coder,
-        [k.strip() for k in args.variants.split(",") if k.strip()],
-        orders=args.orders,
-        draws=args.draws,
-        seed=args.seed,
-        gold=args.gold,
-        progress=not args.quiet,
-        say=say,
-    )
+    check = _check(args, book, sample, make_coder, say, store)
+    if check is None:
+        return 130
     write_table(check.table, out)
     check.figures["output"] = str(out)
     check.figures["store"] = str(store)
@@ -148,6 +139,37 @@ def run(args: argparse.Namespace) -> int:
         f"answers from the store ({store}); variant columns -> {out}"
     )
     return 0
+
+
+def _check(
+    args: argparse.Namespace, book: Any, sample: Any, make_coder: Any, say: Any, store: Path
+) -> Any:
+    """The check the options describe; None after Ctrl-C (answers kept, a resume hint said)."""
+    from ..robustness import run_check
+    from ..run.schedule import RunInterrupted
+
+    try:
+        return run_check(
+            book,
+            sample,
+            make_coder,
+            [k.strip() for k in args.variants.split(",") if k.strip()],
+            orders=args.orders,
+            draws=args.draws,
+            seed=args.seed,
+            gold=args.gold,
+            progress=not args.quiet,
+            say=say,
+            handle_signals=True,
+        )
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        how = exc.signame if isinstance(exc, RunInterrupted) else "SIGINT"
+        print(
+            f"textcoder: stopped by {how}; every answer received is kept in {store}. "
+            "Run the same command again to resume: only what is missing will be sent.",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _tables(figures: dict[str, Any]) -> list[Any]:

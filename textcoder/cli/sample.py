@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import UsageError
-from ..tables import check_output
 
 
 def register(sub: Any) -> None:
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..infer.design import draw_table
-    from ..tables import read_table, write_table
+    from ..tables import check_output, read_table, write_table
 
     for out in (args.output, args.mark):
         if out:

@@ -64,7 +64,12 @@ def evaluate_files(
             source=str(p),
             id_column=id_column,
         )
-        coded = replace(coded, notes=(*notes, *coded.notes))
+        coded = replace(
+            coded,
+            notes=(*notes, *coded.notes),
+            gold_file=None if gold_file is None else str(gold_file),
+            id_column=id_column,
+        )
         for c in with_raw(coded, table, gold_column, codebook):
             out.append((c, evaluate(c, resamples=resamples, seed=seed)))
     return out
@@ -88,12 +93,14 @@ def with_raw(
         name=f"{coded.name} (raw)",
         source=coded.path,
     )
+    raw = replace(raw, gold_file=coded.gold_file, id_column=coded.id_column, calibration="raw")
     return [raw, replace(coded, name=f"{coded.name} ({method})")]
 
 
 def write_metrics(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """`metrics.json`: one evaluation's dict, or `{"files": [...]}` for several."""
-    data: dict[str, Any] = dict(results[0]) if len(results) == 1 else {"files": list(results)}
+    """`metrics.json`: always `{"files": [...]}`, one entry per column of the printed table
+    (a calibrated file gives two: its raw probabilities, then the calibrated ones)."""
+    data: dict[str, Any] = {"files": list(results)}
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -39,6 +39,7 @@ def evaluate(
         "file": coded.path,
         "variable": coded.variable.name,
         "gold_column": coded.gold_column,
+        "calibration": coded.calibration,
         "labels": labels,
         "n": len(s.gold),
         "n_rows": coded.n_rows,

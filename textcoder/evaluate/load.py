@@ -49,6 +49,12 @@ class Coded:
     n_failed: int = 0
     n_missing_gold: int = 0
     notes: tuple[str, ...] = ()
+    #: where the human codes came from when not from the table itself (the report's
+    #: prevalence reads them the same way)
+    gold_file: str | None = None
+    id_column: str | None = None
+    #: "raw" for the model's own probabilities of a calibrated file, else the file's method
+    calibration: str = "none"
 
     @property
     def labels(self) -> list[str]:
@@ -222,6 +228,7 @@ def from_frame(
         n_failed=failed,
         n_missing_gold=missing_gold,
         notes=tuple(notes),
+        calibration=str(manifest.get("calibration", {}).get("method", "none")),
     )
 
 
@@ -244,7 +251,11 @@ def _probabilities(df: pd.DataFrame, var: Variable, where: str) -> tuple[FloatAr
         other = pd.to_numeric(df[outside], errors="coerce").to_numpy(dtype=float)
     else:
         other = np.clip(1.0 - cats.sum(axis=1), 0.0, 1.0)
-    return np.column_stack([cats, other]), True
+    probs = np.column_stack([cats, other])
+    # a table written with few digits (`--digits`) sums to 1 only within its rounding
+    total = probs.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, probs / total, probs), True
 
 
 def _codes(

@@ -20,7 +20,10 @@ def prevalence_section(coded: Coded) -> str:
     if coded.path is None or coded.name.endswith(" (raw)"):
         return ""
     try:
-        prep = load(coded.path, Source(gold=coded.gold_column), known=coded.variable)
+        source = Source(
+            gold=coded.gold_column, gold_file=coded.gold_file, id_column=coded.id_column
+        )
+        prep = load(coded.path, source, known=coded.variable)
         result = estimate(prep)
     except TextcoderError as exc:
         return f'<h3>Prevalence</h3><p class="note">Not computed: {html.escape(str(exc))}</p>'

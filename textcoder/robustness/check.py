@@ -51,10 +51,14 @@ def sample_table(
     return out.reset_index(drop=True)
 
 
-def _labels(coder: Coder, sample: pd.DataFrame, progress: bool) -> dict[str, list[str | None]]:
+def _labels(
+    coder: Coder, sample: pd.DataFrame, progress: bool, handle_signals: bool
+) -> dict[str, list[str | None]]:
     """Each variable's labels for the sample under the coder's codebook (None: failed)."""
     frame = pd.DataFrame({"text": sample["text"].fillna("").astype(str), "row": sample["id"]})
-    coded = coder.code_frame(frame, text_column="text", id_column="row", progress=progress)
+    coded = coder.code_frame(
+        frame, text_column="text", id_column="row", progress=progress, handle_signals=handle_signals
+    )
     return {
         var.name: [None if _failed(lab) else str(lab) for lab in coded[var.name].tolist()]
         for var in coder.codebook.variables
@@ -73,11 +77,13 @@ def run_check(
     gold: str | None = None,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    handle_signals: bool = False,
 ) -> Check:
     """Code `sample` under the codebook as written and each variant; measure how codes move.
 
     `make_coder(codebook, base)` makes the coder for a codebook (`base` None for the codebook
-    as written; variants get the base coder, whose engine they share)."""
+    as written; variants get the base coder, whose engine they share). `handle_signals`:
+    Ctrl-C keeps every answer in the store and raises `RunInterrupted`."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise UsageError(f"unknown variants {unknown}; choose from {', '.join(KINDS)}")
@@ -88,12 +94,13 @@ def run_check(
     base = make_coder(book, None)
     engine = base.manifest().get("model")
     cost: dict[str, dict[str, int]] = {}
-    for name, codebook in [(BASE, book), *((v.name, v.codebook) for v in variants)]:
+    runs = [(BASE, book), *((v.name, v.codebook) for v in variants)]
+    for k, (name, codebook) in enumerate(runs, start=1):
         coder = base if name == BASE else make_coder(codebook, base)
         try:
             if say is not None:
-                say(f"variant {name}")
-            for var_name, labels in _labels(coder, sample, progress).items():
+                say(f"variant {k} of {len(runs)}: {name}")
+            for var_name, labels in _labels(coder, sample, progress, handle_signals).items():
                 table[column(var_name, name)] = labels
         finally:
             coder.close()  # the store (one live run each) and connections; reopened on use

@@ -63,6 +63,17 @@ class RunStats:
         if usage.system_fingerprint:
             self.fingerprints.add(usage.system_fingerprint)
 
+    def absorb(self, other: RunStats) -> None:
+        """Count another run's requests and tokens in this one (the content-free inputs a
+        calibration codes belong to the run they calibrate)."""
+        self.requests += other.requests
+        self.reused += other.reused
+        self.retries += other.retries
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.models |= other.models
+        self.fingerprints |= other.fingerprints
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,

@@ -51,7 +51,7 @@ class Scorer(ABC):
     default_needs: ClassVar[tuple[str, ...]] = ()
     #: extra per-variable output columns (`V_<kind>`), read from `VariableResult.extra`
     columns: ClassVar[tuple[str, ...]] = ()
-    #: the calibration used when the user names none (chosen from the README's figures)
+    #: the calibration used when the user names none (chosen from the figures in docs/concepts/calibration.md)
     calibration: ClassVar[str] = "none"
     #: whether this method's requests depend on what an HTTP server honours, so that the
     #: server is probed before a run (sample: `n`; exact: continuation scoring)

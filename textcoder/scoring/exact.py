@@ -77,7 +77,7 @@ class ExactScorer(Scorer):
     default_needs = ("prefix_cache",)
     probes = True
     #: whole-label scores of a small model lean to some labels; content-free corrects it best
-    #: without depending on the table (README: calibration figures)
+    #: without depending on the table (docs/concepts/calibration.md: the figures)
     calibration = "content-free"
 
     def requests(

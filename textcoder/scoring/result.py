@@ -13,7 +13,8 @@ class VariableResult:
     """One variable's code for one text.
 
     `probs` has one entry per category (codebook order); `other` is the mass on answers
-    that name no category, so `sum(probs.values()) + other == 1`.
+    that name no category, so `sum(probs.values()) + other == 1`. With calibration on,
+    `probs` and `label` are calibrated and `raw_probs` keeps the model's own probabilities.
     """
 
     label: str
@@ -22,6 +23,8 @@ class VariableResult:
     raw: str = ""
     error: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    #: the model's own probabilities where `probs` are calibrated; None when they are not
+    raw_probs: dict[str, float] | None = None
 
     @property
     def confidence(self) -> float:
