@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from textcoder.infer import estimators as est
-from textcoder.infer.regression import logit_sandwich
+from textcoder.infer.formula import logit_sandwich
 
 ppi_py = pytest.importorskip("ppi_py")
 

@@ -75,7 +75,9 @@ def code_as_humans(base: str, printed: str, sample: Path) -> None:
                 code = gold[item]
                 if who == "bob" and pos % 5 == 0:
                     code = labels[(labels.index(code) + 1) % 3]
-                data = {"item": item, "v:sentiment": code, "action": "next"}
+                csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+                assert csrf is not None  # the page's form token, as the browser sends it
+                data = {"item": item, "v:sentiment": code, "action": "next", "csrf": csrf.group(1)}
                 assert c.post(f"/coder/{who}/{pos}", data=data).status_code == 303
 
 

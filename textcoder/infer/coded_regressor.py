@@ -46,7 +46,7 @@ def substitute(rhs: str, prep: Prepared) -> str:
 
 def frames(prep: Prepared, values: est.Array) -> pd.DataFrame:
     """The table with the indicator columns holding `values` (rows, categories)."""
-    from .regression import numeric_columns
+    from .formula import numeric_columns
 
     data = numeric_columns(prep.frame)
     for j, name in enumerate(indicator_names(prep), start=1):
@@ -61,7 +61,7 @@ def matrices(
     rows used, and the term names."""
     import patsy
 
-    from .regression import check_design
+    from .formula import check_design, formula_error
 
     if prep.variable.multi:
         raise UsageError("--formula: a multi-label variable cannot be a regressor")
@@ -76,12 +76,7 @@ def matrices(
             spec, frames(prep, predicted), NA_action="drop", return_type="dataframe"
         )
     except patsy.PatsyError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, NameError) and getattr(cause, "name", None):
-            raise UsageError(
-                f"--formula {formula!r}: no column {cause.name!r} in the table"
-            ) from None
-        raise UsageError(f"--formula {formula!r}: {str(exc).splitlines()[0]}") from None
+        raise formula_error(exc, formula) from None
     names = [re.sub(r'Q\("(.*?)"\)', r"\1", str(c)) for c in x.columns]
     check_design(xhat.to_numpy(dtype=float), names, formula)
     rows = np.zeros(len(prep.frame), dtype=bool)
@@ -140,7 +135,7 @@ def regress_coded(
     methods: Sequence[str],
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """`{method: {term: ...}}` for `model` (its probabilities as the indicators) and `dsl`."""
-    from .regression import _terms, logit_sandwich
+    from .formula import logit_sandwich, terms_table
 
     if family == "binomial" and lhs in prep.frame.columns:
         vals = pd.to_numeric(prep.frame[lhs], errors="coerce").dropna()
@@ -153,11 +148,11 @@ def regress_coded(
             beta, cov = logit_sandwich(y, xf)
         else:
             beta, cov = dsl_solve(family, y, xf, xf, np.zeros(len(y)))
-        out["model"] = _terms(names, beta, cov, level)
+        out["model"] = terms_table(names, beta, cov, level)
     if "dsl" in methods:
         pred = prep.f if g is None else g
         y, x, xhat, rows, names = matrices(prep, lhs, rhs, formula, pred)
         w = np.where(prep.r, 1.0 / np.where(prep.r, prep.pi, 1.0), 0.0)[rows]
         beta, cov = dsl_solve(family, y, x, xhat, w)
-        out["dsl"] = _terms(names, beta, cov, level)
+        out["dsl"] = terms_table(names, beta, cov, level)
     return out

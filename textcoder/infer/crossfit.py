@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._exceptions import UsageError
-from .regression import numeric_columns
+from .formula import numeric_columns
 from .table import Prepared
 
 FOLDS = 5

@@ -9,14 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy.special import expit
-from scipy.stats import norm
 
-from .._exceptions import DataError, UsageError
+from .._exceptions import UsageError
 from . import columns as col
 from . import estimators as est
 from .coded_regressor import regress_coded
+from .formula import check_design, formula_error, logit_sandwich, numeric_columns, terms_table
 from .ppi_regression import ppi_regression
 from .table import Prepared
 
@@ -46,19 +44,6 @@ def split_formula(formula: str, prep: Prepared) -> tuple[int | None, str, str]:
     return None, lhs, rhs or "1"
 
 
-def numeric_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns read as text whose every non-empty cell is a number, as numbers (empty: NaN),
-    so that `year` is a slope and not a factor."""
-    out = df.copy()
-    for c in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[c]):
-            s = out[c].replace("", np.nan)
-            num = pd.to_numeric(s, errors="coerce")
-            if num.notna().sum() == s.notna().sum() and s.notna().any():
-                out[c] = num
-    return out
-
-
 @dataclass(frozen=True)
 class Design:
     """The right-hand side's design matrix over the rows it can use (no missing value)."""
@@ -77,13 +62,7 @@ def design(prep: Prepared, rhs: str, formula: str, where: str = "the table") -> 
     try:
         mat = patsy.dmatrix(rhs, data, NA_action="drop", return_type="dataframe")
     except patsy.PatsyError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, NameError) and getattr(cause, "name", None):
-            raise UsageError(
-                f"--formula {formula!r}: no column {cause.name!r} in {where}"
-            ) from None
-        first = str(exc).strip().splitlines()[0]
-        raise UsageError(f"--formula {formula!r}: {first}") from None
+        raise formula_error(exc, formula, where) from None
     names = list(mat.columns)
     slices = mat.design_info.term_name_slices.items()
     empty = [t for t, sl in slices if sl.start == sl.stop]
@@ -124,7 +103,7 @@ def regress(
             if not prep.equal_pi or r.all():
                 continue
             beta, cov, _ = ppi_regression(family, d.x, y, f, r)
-            out[method] = _terms(d.names, beta, cov, level)
+            out[method] = terms_table(d.names, beta, cov, level)
             continue
         if method == "model":
             yv = f
@@ -136,57 +115,5 @@ def regress(
         else:
             fit = sm.OLS(yv, d.x).fit(cov_type="HC0")
             beta, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
-        out[method] = _terms(d.names, beta, cov, level)
-    return out
-
-
-def check_design(x: est.Array, names: list[str], formula: str) -> None:
-    """Refuse a design with a constant or collinear term, whose coefficient no data can
-    give, naming the term; `names` past the columns of `x` are terms that gave none (a
-    factor with one value)."""
-    if np.linalg.matrix_rank(x) == x.shape[1] and len(names) == x.shape[1]:
-        return
-    const = names[x.shape[1] :] + [
-        n for k, n in enumerate(names[: x.shape[1]]) if n != "Intercept" and np.ptp(x[:, k]) == 0
-    ]
-    what = (
-        f"term {const[0]!r} is constant"
-        if const
-        else "its terms are collinear (one is a combination of others)"
-    )
-    raise DataError(f"--formula {formula!r}: {what}, so its coefficient cannot be estimated")
-
-
-def logit_sandwich(y: est.Array, x: est.Array) -> tuple[est.Array, est.Array]:
-    """Solve sum x (y - expit(x b)) = 0 by Newton's method (y may be a pseudo-outcome outside
-    [0, 1], which GLM refuses), and the sandwich H^-1 (sum x x' e^2) H^-1."""
-    beta = np.zeros(x.shape[1])
-    for _ in range(100):
-        mu = expit(x @ beta)
-        hess = (x * (mu * (1 - mu))[:, None]).T @ x
-        try:
-            step = np.linalg.solve(hess, x.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            raise DataError("--formula: the design is singular (a term is constant?)") from None
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    mu = expit(x @ beta)
-    bread = np.linalg.inv((x * (mu * (1 - mu))[:, None]).T @ x)
-    meat = (x * ((y - mu) ** 2)[:, None]).T @ x
-    return beta, bread @ meat @ bread
-
-
-def _terms(
-    names: list[str], beta: est.Array, cov: est.Array, level: float
-) -> dict[str, dict[str, float | None]]:
-    z = float(norm.ppf(0.5 + level / 2))
-    se = np.sqrt(np.diag(cov))
-    out: dict[str, dict[str, float | None]] = {}
-    for name, b, s in zip(names, beta, se, strict=True):
-        vals = (b, b - z * s, b + z * s, s)
-        out[name] = {
-            k: (float(v) if np.isfinite(v) else None)
-            for k, v in zip(("estimate", "ci_low", "ci_high", "se"), vals, strict=True)
-        }
+        out[method] = terms_table(d.names, beta, cov, level)
     return out
