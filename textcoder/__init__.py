@@ -6,8 +6,7 @@ so `textcoder --help` and `import textcoder` pull in neither pandas nor llama.cp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._exceptions import (
     BackendError,
@@ -18,6 +17,7 @@ from ._exceptions import (
     TextcoderError,
     UsageError,
 )
+from ._lazy import lazy_getattr
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -42,14 +42,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """`textcoder.Coder` and `from textcoder import Coder`: import the defining module now."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'textcoder' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+#: `textcoder.Coder`, `from textcoder import Coder`: the defining module imported now
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:
