@@ -51,12 +51,17 @@ def system_lines() -> list[str]:
         f"llama-cpp-python {installed_version()} (textcoder supports {supported_range()})",
         f"cpu: {platform.machine()}; llama.cpp uses: {cpu_features()}",
     ]
-    if not supports_extra_bufts_switch():
-        bufts = "this llama-cpp-python cannot turn them off"
-    elif extra_bufts():
-        bufts = f"on ({ENV_EXTRA_BUFTS}=1)"
+    try:
+        extra = extra_bufts()
+    except ValueError as exc:  # the child's load fails on it too, and says so in one line
+        bufts = f"unknown ({exc})"
     else:
-        bufts = f"off (weights are not repacked; {ENV_EXTRA_BUFTS}=1 turns them on)"
+        if not supports_extra_bufts_switch():
+            bufts = "this llama-cpp-python cannot turn them off"
+        elif extra:
+            bufts = f"on ({ENV_EXTRA_BUFTS}=1)"
+        else:
+            bufts = f"off (weights are not repacked; {ENV_EXTRA_BUFTS}=1 turns them on)"
     lines.append(f"engine: llama.cpp extra CPU buffer types {bufts}")
     return lines
 
@@ -128,13 +133,13 @@ def child(model: str | None) -> dict[str, Any]:
     """Load the model (the self-check runs), code one text, and say what happened."""
     from ._exceptions import TextcoderError
     from .backends.llama import LocalBackend
-    from .backends.llama.selfcheck import EnginePaths, largest_difference
+    from .backends.llama.selfcheck import measured_difference
     from .codebook import Codebook
     from .coder import Coder
 
     try:
         backend = LocalBackend(model or None)
-        difference = largest_difference(EnginePaths(backend.exact_scorer()))
+        difference = measured_difference(backend.engine)  # checked as the backend started
         coder = Coder(Codebook.from_dict(_CODEBOOK), backend=backend)
         result = coder.code(_TEXT)
     except TextcoderError as exc:

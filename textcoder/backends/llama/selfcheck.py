@@ -28,7 +28,8 @@ _TEXTS = ("Text: I loved the new film, what a ride!", "Text: The bus was late ag
 #: multi-token labels sharing a first token: the trie's branches and KV removals are exercised
 _LABELS = ("positive", "negative", "neutral", "not sure", "not at all")
 
-_checked: set[str] = set()
+#: the difference measured, by engine key (the check runs once per key and process)
+_checked: dict[str, float] = {}
 _lock = threading.Lock()
 
 
@@ -121,12 +122,13 @@ def largest_difference(paths: ScoringPaths) -> float:
     return max(abs(a - b) for a, b in zip(cached, fresh, strict=True))
 
 
-def verify_exact(paths: ScoringPaths, key: str = "") -> None:
-    """Raise `EngineCheckError` (one line: the version, the supported range, what to do) when
-    cached and uncached scores differ by more than `TOLERANCE`; once per `key` and process."""
+def verify_exact(paths: ScoringPaths, key: str = "") -> float:
+    """The largest difference between cached and uncached scores; `EngineCheckError` (one
+    line: the version, the supported range, what to do) where it exceeds `TOLERANCE`.
+    Measured once per `key` and process."""
     with _lock:
         if key and key in _checked:
-            return
+            return _checked[key]
         diff = largest_difference(paths)
         if diff > TOLERANCE:
             wanted = supported_range()
@@ -137,11 +139,21 @@ def verify_exact(paths: ScoringPaths, key: str = "") -> None:
                 f"llama-cpp-python{wanted}: pip install 'llama-cpp-python{wanted}'"
             )
         if key:
-            _checked.add(key)
+            _checked[key] = diff
+        return diff
+
+
+def _key(engine: LocalEngine) -> str:
+    return f"{engine.info.path}:{engine.n_ctx}"
 
 
 def checked_scorer(engine: LocalEngine) -> ExactScorer:
     """An `ExactScorer` on `engine`, after the check has passed for the engine's model file."""
     scorer = ExactScorer(engine)
-    verify_exact(EnginePaths(scorer), key=f"{engine.info.path}:{engine.n_ctx}")
+    verify_exact(EnginePaths(scorer), key=_key(engine))
     return scorer
+
+
+def measured_difference(engine: LocalEngine) -> float | None:
+    """The difference the check measured for `engine` in this process (None: not checked)."""
+    return _checked.get(_key(engine))
