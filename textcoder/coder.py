@@ -355,6 +355,7 @@ class Coder:
         row count `scan_rows` gave, where the caller checked the table before anything was sent.
         `digits` rounds the probability-like columns written (None: full precision).
         """
+        check_settings(digits=digits)
         started = time.perf_counter()
         total = (
             rows if rows is not None else scan_rows(data, text_column, id_column, chunksize, warn)

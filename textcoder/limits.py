@@ -47,6 +47,7 @@ RANGES: dict[str, Range] = {
     "tpm": Range(0, above=True),
     "temperature": Range(0, 2),
     "threshold": Range(0, 1),
+    "digits": Range(0, integer=True),
 }
 
 

@@ -116,13 +116,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, book: Codebook, out: Path, store: Path) -> int:
     from ..calibration import gold_codes, gold_columns
+    from ..limits import check_settings
     from ..run.schedule import RunInterrupted
     from ..table_rows import scan_rows
     from ..tables import CHUNK_ROWS, read_table
     from .manifest import write_manifest
 
-    if args.digits < 0:
-        raise UsageError(f"--digits must be 0 or more, not {args.digits}")
+    check_settings(digits=args.digits)
     if args.calibrate == "fit" and not args.gold:
         raise UsageError("--calibrate fit needs --gold COLUMN (the human codes to fit on)")
     golds = gold_columns(book, args.gold)
