@@ -13,12 +13,13 @@ Completions wire format: one canned ChatCompletion with logprobs, checked once a
 requests (asyncio, one coroutine per connection). Then:
 
 - `--rows` rows are coded through `Coder.code_file` (the CLI's path: chunked reading, a SQLite
-  store committed per answer, chunked writing) at each `--concurrency`; wall time is compared
+  store committed in groups, chunked writing) at each `--concurrency`; wall time is compared
   with the ideal `rows x delay / concurrency`, and the coding process's CPU time (this process;
   the server is elsewhere) is divided by the rows;
 - each of those runs is compared with a bare aiohttp loop posting the same number of
   requests to the same server (`--delay 0` makes that ratio the runner's own cost: target
-  at most 1.5x the bare loop at concurrency 64 and 256);
+  at most 1.5x the bare loop at concurrency 64 and 256), and with a second floor: that loop
+  also encoding each body from its dict and decoding each answer, as any client must;
 - `--big-rows` rows are coded by `python -m textcoder code` in a subprocess against a server
   that answers at once, and its peak RSS (`ru_maxrss` from `wait4`) is reported.
 
@@ -272,6 +273,7 @@ def several_servers(delays: list[float], rows: int, concurrency: int) -> None:
 def request_bodies(table: Path) -> list[bytes]:
     """The JSON bodies textcoder posts for the rows of `table` (one request a row)."""
     from textcoder import Coder
+    from textcoder._json import to_json
     from textcoder.backends.base import ChatRequest
     from textcoder.table_rows import table_rows
 
@@ -285,28 +287,39 @@ def request_bodies(table: Path) -> list[bytes]:
             for req in unit.requests:
                 assert isinstance(req, ChatRequest)
                 body = coder.backend.request_body(req.messages, req.params)  # type: ignore[attr-defined]
-                bodies.append(json.dumps(body).encode())
+                bodies.append(to_json(body))  # the bytes textcoder posts
     coder.close()
     return bodies
 
 
-def bare_client(url: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+def bare_client(
+    url: str, bodies: list[bytes], concurrency: int, json_too: bool = False
+) -> dict[str, float]:
     """Wall and CPU seconds of a bare aiohttp loop posting the same `bodies`, `concurrency`
-    at a time, to the same server, reading each answer: the floor any Python client pays."""
+    at a time, to the same server, reading each answer: the floor any Python client pays.
+    `json_too`: each body is encoded from its dict and each answer decoded (with textcoder's
+    JSON library), the floor of any client that sends requests and reads answers."""
     import aiohttp
 
+    from textcoder._json import from_json, to_json
+
+    sent: list[Any] = [json.loads(b) for b in bodies] if json_too else list(bodies)
+
     async def run() -> None:
-        left = iter(bodies)
+        left = iter(sent)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def worker() -> None:
                 for body in left:
                     headers = {"Content-Type": "application/json"}
+                    data = to_json(body) if json_too else body
                     async with session.post(
-                        f"{url}/chat/completions", data=body, headers=headers
+                        f"{url}/chat/completions", data=data, headers=headers
                     ) as r:
-                        await r.read()
+                        raw = await r.read()
+                    if json_too:
+                        from_json(raw)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -406,6 +419,15 @@ def main() -> None:
                         f"  (the floor: a bare aiohttp loop, same server, concurrency {conc})",
                         f"{bare['wall']:.2f} s",
                         f"{bare['wall'] / ideal:.2f}x ideal" if ideal else "-",
+                        "-",
+                    )
+                )
+                floor = bare_client(url, bodies, conc, json_too=True)
+                lines.append(
+                    (
+                        "  (the floor with JSON: that loop encoding bodies, decoding answers)",
+                        f"{floor['wall']:.2f} s",
+                        f"{floor['wall'] / bare['wall']:.2f}x the bare loop",
                         "-",
                     )
                 )

@@ -118,6 +118,19 @@ def test_a_table_with_no_rows_gives_an_empty_output(tmp_path: Path) -> None:
     assert json.loads(out.with_name(out.name + ".manifest.json").read_text())["rows"] == 0
 
 
+def test_a_text_that_is_not_valid_unicode_is_refused_before_sending(tmp_path: Path) -> None:
+    """JSON can spell a lone surrogate (`"\\ud800"`), which UTF-8 cannot: sent, it would fail
+    on the wire, and written, it would lose the paid-for output. One line names it."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": 1, "text": "fine"}\n{"id": 2, "text": "broken \\ud800 here"}\n')
+    with FlakyServer() as server:
+        args = ["code", str(data), "-c", str(BOOK), "--base-url", server.url, "--api-key", "k"]
+        proc = textcoder(*args, "--scoring", "logprobs", "--id-column", "id")
+        assert proc.returncode == 1, proc.stderr
+        assert f"{data}: line 2: the text is not valid Unicode" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not server.requests()
+
+
 def test_bad_options_are_one_clear_line(tmp_path: Path) -> None:
     tweets = str(EXAMPLES / "tweets.csv")
     proc = textcoder("code", tweets, "-c", str(BOOK), "--concurrency", "0")

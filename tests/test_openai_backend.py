@@ -11,6 +11,7 @@ import pytest
 
 from textcoder import Codebook, Coder
 
+from .flaky_server import FlakyServer
 from .servers import ROOT, free_port
 
 TEXTS = [
@@ -100,3 +101,29 @@ def test_a_server_that_is_down_fails_each_row_clearly(
     assert "Traceback" not in run.stderr
     df = pd.read_csv(tmp_path / "o.csv", keep_default_na=False)
     assert len(df) == 3 and all("cannot reach" in e for e in df["sentiment_error"])
+
+
+def test_what_orjson_refuses_is_sent_and_read_as_json_does(sentiment_book: Codebook) -> None:
+    """A lone surrogate (a JSONL file's `"\\ud800"`, through the API), integer keys (a YAML
+    codebook's `logit_bias`), NaN in an answer: sent and read as Python's json would; the
+    odd row fails alone (this stand-in drops the connection) and never stops the run."""
+    from textcoder._json import from_json, to_json
+
+    body = {"messages": [{"role": "user", "content": "odd \ud800 text"}], "logit_bias": {1234: -1}}
+    assert from_json(to_json(body)) == {
+        "messages": [{"role": "user", "content": "odd \ud800 text"}],
+        "logit_bias": {"1234": -1},
+    }
+    assert from_json(to_json({"bias": {1: 2}})) == {"bias": {"1": 2}}
+    answer = from_json(b'{"logprob": NaN, "top": -Infinity}')
+    assert answer["logprob"] != answer["logprob"] and answer["top"] == float("-inf")
+    with pytest.raises(ValueError):
+        from_json(b"<html>502 Bad Gateway</html>")
+    with FlakyServer() as server:
+        c = Coder(
+            sentiment_book, base_url=server.url, api_key="k", scoring="logprobs", max_retries=0
+        )
+        odd, fine = c.code_texts(["odd \ud800 text", "a fine text"], progress=False)
+        c.close()
+    assert odd.error is None or "cannot reach" in odd.error, odd.error
+    assert fine.error is None and abs(sum(fine.probs.values()) + fine.other - 1) < 1e-9

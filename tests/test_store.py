@@ -1,19 +1,22 @@
-"""The answer store: SQLite in WAL mode, one row per (request hash, row id), committed at once."""
+"""The answer store: SQLite in WAL mode, one row per (request hash, row id), committed in groups."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from textcoder import Codebook, DataError, VariableResult
+from textcoder import Codebook, Coder, DataError, VariableResult
+from textcoder.asyncsync import run_sync
 from textcoder.progress import Progress
-from textcoder.runner import RunStats
-from textcoder.store import Store, request_hash
+from textcoder.runner import Runner, RunStats
+from textcoder.store import COMMIT_EVERY, Store, request_hash
 
 from .conftest import EXAMPLES
+from .flaky_server import FlakyServer
 
 
 def result(label: str = "positive", error: str | None = None) -> VariableResult:
@@ -50,7 +53,7 @@ def test_answers_survive_reopening_and_round_trip(tmp_path: Path) -> None:
         assert store.counts() == {"ok": 2, "failed": 0}
 
 
-def test_wal_mode_and_each_answer_committed_at_once(tmp_path: Path) -> None:
+def test_wal_mode_and_an_answer_outside_a_run_committed_at_once(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store = Store(path)
     store.put("h", "1", "v", result(), ok=True)
@@ -59,6 +62,68 @@ def test_wal_mode_and_each_answer_committed_at_once(tmp_path: Path) -> None:
     assert other.execute("SELECT count(*) FROM answers").fetchone() == (1,)
     other.close()
     store.close()
+
+
+def test_answers_wait_for_their_group_and_this_stores_reads_see_them(tmp_path: Path) -> None:
+    """In a run, answers are written a group at a time; until then the store's own reads
+    find them in memory, and another process sees them once their group is written."""
+    path = tmp_path / "s.sqlite"
+
+    async def run() -> None:
+        store = Store(path)
+        other = sqlite3.connect(path)  # another process's view
+
+        def written() -> int:
+            return int(other.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+        assert store.is_empty()
+        store.put("h", "0", "v", result(), ok=True, model="m")
+        assert written() == 0 and not store.is_empty()
+        got = store.get("h", "0")
+        assert got is not None and got.ok and got.model == "m" and got.result == result()
+        assert store.has_ok("h", "0") and store.get("h", "1") is None
+        store.put("h", "0", "v", result(error="the server answered 500"), ok=False)
+        assert not store.has_ok("h", "0")  # a later answer replaces the waiting one
+        for i in range(1, COMMIT_EVERY):
+            store.put("h", str(i), "v", result(), ok=True)
+        assert written() == COMMIT_EVERY  # the group is full: written at once
+        store.put("h", "last", "v", result(), ok=True)
+        assert written() == COMMIT_EVERY
+        assert set(store.get_many([("h", "0"), ("h", "last"), ("h", "none")])) == {
+            ("h", "0"),
+            ("h", "last"),
+        }
+        assert store.counts() == {"ok": COMMIT_EVERY, "failed": 1}
+        assert written() == COMMIT_EVERY + 1  # counting commits what waits first
+        other.close()
+        store.close()
+
+    asyncio.run(run())
+
+
+def test_a_run_on_an_empty_store_looks_nothing_up(tmp_path: Path) -> None:
+    """Row ids are unique within a run, so a store empty at its start has nothing to reuse;
+    a run on a store with answers looks each row up and reuses what it finds."""
+    book = Codebook.from_yaml(EXAMPLES / "sentiment.yaml")
+    texts = [f"<r{i}> a text to code" for i in range(10)]
+    store = Store(tmp_path / "s.sqlite")
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+
+    def lookups() -> int:
+        return sum(s.startswith("SELECT ok, result") for s in statements)
+
+    with FlakyServer() as server:
+        c = Coder(book, base_url=server.url, api_key="k", scoring="logprobs", concurrency=4)
+        for n, looked_up in ((6, 0), (10, 10)):
+            runner = Runner(c.codebook, c.backend, c.scoring, c.params, 4, store=store)
+            statements.clear()
+            rows = [(str(i), t) for i, t in enumerate(texts[:n])]
+            run_sync(lambda r=runner, rows=rows: r.run_items(rows))  # type: ignore[misc]
+            assert lookups() == looked_up, statements[:5]
+        c.close()
+        assert runner.stats.reused == 6 and len(server.requests()) == 10
+    assert store.counts() == {"ok": 10, "failed": 0}
 
 
 def test_many_keys_are_read_in_batches() -> None:

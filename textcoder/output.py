@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 #: the label of an answer that names no category (and of an empty text); angle brackets keep
@@ -42,6 +43,7 @@ class VariableLike(Protocol):
     def multi(self) -> bool: ...
 
 
+@lru_cache(maxsize=4096)  # the same few labels on every row of a run
 def slug(label: str) -> str:
     """A category label as it appears in a column name: spaces and punctuation become `_`."""
     return re.sub(r"[^\w]+", "_", label.strip()).strip("_") or "blank"

@@ -69,7 +69,7 @@ class _Keys:
 
     def _key(self, text: str) -> str:
         h = self._head.copy()
-        escaped = json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+        escaped = json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
         for part in self._rest:
             h.update(escaped)
             h.update(part)
@@ -81,7 +81,7 @@ class _Keys:
 
 def _dumps(payload: dict[str, Any]) -> bytes:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate hashes, not crashes
 
 
 class Planner:

@@ -132,6 +132,7 @@ class Runner:
         `RunInterrupted` after a signal, with every answer received before stored."""
         prog = progress if progress is not None else Progress(None, self.stats, mode="off")
         self._progress = prog
+        self.rows.lookup = not self.store.is_empty()  # row ids are unique within a run
         try:
             await self.scheduler.run(items, prog, handle_signals, on_row)
         finally:

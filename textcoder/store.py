@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import DataError
+from ._json import from_json, to_json
 from .output import INVALID, LEGACY_INVALID
 from .scoring.result import VariableResult
 
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 def request_hash(payload: Mapping[str, Any]) -> str:
     """sha256 of the request's stable JSON (sorted keys, no spaces)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Stored:
 
 def result_to_json(result: VariableResult) -> str:
     """A result as JSON; NaN probabilities (a failed row) become null."""
-    return json.dumps(
+    return to_json(
         {
             "label": result.label,
             "probs": {k: None if math.isnan(v) else v for k, v in result.probs.items()},
@@ -71,15 +72,13 @@ def result_to_json(result: VariableResult) -> str:
             "raw": result.raw,
             "error": result.error,
             "extra": result.extra,
-        },
-        ensure_ascii=False,
-        default=str,
-    )
+        }
+    ).decode("utf-8")
 
 
 def result_from_json(text: str) -> VariableResult:
     """The inverse of `result_to_json`."""
-    d = json.loads(text)
+    d = from_json(text)
     nan = float("nan")
     label = d["label"]
     if label == LEGACY_INVALID and label not in d["probs"]:  # stored by textcoder 0.1
@@ -92,6 +91,18 @@ def result_from_json(text: str) -> VariableResult:
         error=d.get("error"),
         extra=d.get("extra") or {},
     )
+
+
+_INSERT = (
+    "INSERT OR REPLACE INTO answers (request_hash, row_id, variable, ok, result, model,"
+    " system_fingerprint, prompt_tokens, completion_tokens, created)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _stored(ok: int, result: str, model: str | None, fp: str | None, pt: int, ct: int) -> Stored:
+    """A `Stored` from its columns, in the table's order."""
+    return Stored(result_from_json(result), bool(ok), model, fp, pt, ct)
 
 
 #: answers are committed in groups: every COMMIT_EVERY answers or COMMIT_SECONDS after the
@@ -108,8 +119,9 @@ class Store:
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        #: answers kept since the last commit, and the timer that commits them
-        self._uncommitted = 0
+        #: answers kept since the last commit, by (request hash, row id), and the timer that
+        #: commits them
+        self._pending: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._timer: asyncio.TimerHandle | None = None
         try:
             self.db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
@@ -146,27 +158,23 @@ class Store:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
-        """Keep one answer (a later answer for the same key replaces it), committed with its
-        group: at once past `COMMIT_EVERY` answers, else within `COMMIT_SECONDS`."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO answers (request_hash, row_id, variable, ok, result, model,"
-            " system_fingerprint, prompt_tokens, completion_tokens, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                row_id,
-                variable,
-                int(ok),
-                result_to_json(result),
-                model,
-                system_fingerprint,
-                prompt_tokens,
-                completion_tokens,
-                datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            ),
+        """Keep one answer (a later answer for the same key replaces it), written with its
+        group: at once past `COMMIT_EVERY` answers, else within `COMMIT_SECONDS`. Until then
+        it waits in memory (one `executemany` a group costs less than a statement an answer),
+        where this store's reads find it too."""
+        self._pending[(key, row_id)] = (
+            key,
+            row_id,
+            variable,
+            int(ok),
+            result_to_json(result),
+            model,
+            system_fingerprint,
+            prompt_tokens,
+            completion_tokens,
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        self._uncommitted += 1
-        if self._uncommitted >= COMMIT_EVERY:
+        if len(self._pending) >= COMMIT_EVERY:
             self.commit()
         elif self._timer is None:
             try:
@@ -177,16 +185,26 @@ class Store:
             self._timer = loop.call_later(COMMIT_SECONDS, self.commit)
 
     def commit(self) -> None:
-        """Commit the answers kept since the last commit (a run's end calls it too)."""
+        """Write and commit the answers kept since the last commit (a run's end calls it too)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._uncommitted:
-            self._uncommitted = 0
+        if self._pending:
+            rows, self._pending = list(self._pending.values()), {}
+            self.db.executemany(_INSERT, rows)
             self.db.commit()
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no answer at all (a run on it has nothing to look up)."""
+        if self._pending:
+            return False
+        return self.db.execute("SELECT 1 FROM answers LIMIT 1").fetchone() is None
 
     def has_ok(self, key: str, row_id: str) -> bool:
         """Whether a successful answer is stored for this request and row."""
+        waiting = self._pending.get((key, row_id))
+        if waiting is not None:
+            return bool(waiting[3])
         row = self.db.execute(
             "SELECT ok FROM answers WHERE request_hash = ? AND row_id = ?", (key, row_id)
         ).fetchone()
@@ -194,6 +212,9 @@ class Store:
 
     def get(self, key: str, row_id: str) -> Stored | None:
         """The stored answer, or None (one lookup on the primary key)."""
+        waiting = self._pending.get((key, row_id))
+        if waiting is not None:
+            return _stored(*waiting[3:9])
         row = self.db.execute(
             "SELECT ok, result, model, system_fingerprint, prompt_tokens, completion_tokens"
             " FROM answers WHERE request_hash = ? AND row_id = ?",
@@ -201,13 +222,13 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        ok, res, model, fp, pt, ct = row
-        return Stored(result_from_json(res), bool(ok), model, fp, pt, ct)
+        return _stored(*row)
 
     def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The stored answers for many (request hash, row id) pairs, in batches."""
         keys = list(keys)
-        found: dict[tuple[str, str], Stored] = {}
+        found = {k: _stored(*self._pending[k][3:9]) for k in keys if k in self._pending}
+        keys = [k for k in keys if k not in found]
         step = 400
         for start in range(0, len(keys), step):
             batch = keys[start : start + step]
@@ -219,12 +240,13 @@ class Store:
                 f" WHERE (request_hash, row_id) IN (VALUES {values})",
                 flat,
             ).fetchall()
-            for h, rid, ok, res, model, fp, pt, ct in rows:
-                found[(h, rid)] = Stored(result_from_json(res), bool(ok), model, fp, pt, ct)
+            for h, rid, *answer in rows:
+                found[(h, rid)] = _stored(*answer)
         return found
 
     def counts(self) -> dict[str, int]:
         """How many answers the store holds: `ok` and `failed`."""
+        self.commit()
         ok, failed = self.db.execute(
             "SELECT COALESCE(SUM(ok), 0), COALESCE(SUM(1 - ok), 0) FROM answers"
         ).fetchone()

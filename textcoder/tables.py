@@ -252,6 +252,8 @@ def _jsonl_chunks(p: Path, chunksize: int) -> Iterator[pd.DataFrame]:
                 raise DataError(f"{p}: line {number}: not JSON ({exc})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{p}: line {number}: not a JSON object")
+            if "\\ud" in line.lower():
+                _check_unicode(p, number, record)
             records.append(record)
             lines.append(number)
             if len(records) == chunksize:
@@ -259,6 +261,18 @@ def _jsonl_chunks(p: Path, chunksize: int) -> Iterator[pd.DataFrame]:
                 records, lines = [], []
     if records:
         yield _frame(records, lines)
+
+
+def _check_unicode(p: Path, number: int, record: dict[str, Any]) -> None:
+    """JSON can spell a lone surrogate (`"\\ud800"`), which is not Unicode: such a text could
+    be neither sent as UTF-8 nor written out, so it is refused, naming its line."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{p}: line {number}: the text is not valid Unicode (a lone surrogate, "
+            f"{exc.object[exc.start]!r}); fix or remove it"
+        ) from None
 
 
 def _frame(records: list[dict[str, Any]], lines: list[int]) -> pd.DataFrame:

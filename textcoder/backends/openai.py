@@ -16,6 +16,7 @@ import aiohttp
 import openai
 
 from .._exceptions import BackendError, RequestError, UsageError
+from .._json import from_json, to_json
 from .._version import __version__
 from ..retry import RetryPolicy
 from .base import (
@@ -194,7 +195,7 @@ class OpenAIBackend(Backend):
         try:
             session = self.session
             async with session.post(
-                url or self._chat_url, data=json.dumps(body).encode(), proxy=self._proxy
+                url or self._chat_url, data=to_json(body), proxy=self._proxy
             ) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
@@ -215,7 +216,7 @@ class OpenAIBackend(Backend):
                 retry_after=retry_after(headers),
             )
         try:
-            return json.loads(raw)
+            return from_json(raw)
         except ValueError:
             # a proxy's page or a body cut short: a passing fault of this server, not the request's
             raise BackendError(

@@ -65,6 +65,9 @@ class RowCoder:
         self.note = note
         #: cuts a text to fit the model's context (`--truncate`), or None
         self.fit = fit
+        #: whether the store may hold answers to reuse; a run on an empty store skips the
+        #: lookups, since a row's units are looked up before they are ever stored
+        self.lookup = True
 
     def _fitted(self, text: str) -> str:
         if self.fit is None:
@@ -91,7 +94,7 @@ class RowCoder:
         text = self._fitted(text)
         out: dict[str, VariableResult] = {}
         for unit in self.planner.plan(text, row_id):  # row_id: examples_from hook
-            stored = None if self.fresh else self._stored(unit, row_id)
+            stored = self._stored(unit, row_id) if self.lookup and not self.fresh else None
             if stored is not None:
                 self.stats.reused += len(stored)
                 out.update(stored)
