@@ -28,7 +28,7 @@ from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
 from .test_batch import code_args as batch_args
 from .test_batch import table as batch_table
-from .test_runs import _start_and_wait, write_data
+from .test_runs import _start_held, write_data
 
 BOOK = EXAMPLES / "sentiment.yaml"
 
@@ -163,10 +163,10 @@ def test_a_symlinked_store_or_a_shared_output_meets_the_live_run(tmp_path: Path)
     link = tmp_path / "link.sqlite"
     link.symlink_to(store)
     out = tmp_path / "o.csv"
-    with FlakyServer(delay=0.5) as server:  # the first run takes 20 s: still live below
+    with FlakyServer() as server:
         args = ["code", str(data), "-c", str(BOOK), "--id-column", "id", "--base-url", server.url]
         args += ["--scoring", "logprobs", "--concurrency", "1", "--api-key", "sk-test"]
-        first = _start_and_wait([*args, "--store", str(store), "-o", str(out)], store, 1)
+        first = _start_held([*args, "--store", str(store), "-o", str(out)], store, server)
         try:
             for extra, what in (
                 (["--store", str(link), "-o", str(tmp_path / "other.csv")], "store"),
