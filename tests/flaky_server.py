@@ -8,10 +8,14 @@ the client's timeout. Every request is logged, so tests can check what was sent 
     with FlakyServer(plan={"row 3": ["429", "500", "ok"]}) as server:
         ... --base-url server.url ...
         server.answered("row 3")   # how many successful answers that text got
+
+`hold_after=K` answers the first K requests and holds every later one in flight until
+`release()`: a run cannot finish, and what it has sent and received is known exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -72,6 +76,7 @@ class FlakyServer:
         port: int = 0,
         models: Sequence[str] | None = None,
         any_route: bool = False,
+        hold_after: int | None = None,
     ) -> None:
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.default = default
@@ -95,6 +100,11 @@ class FlakyServer:
         self.any_route = any_route
         #: killed: every connection still open is dropped at its next request
         self.dead = False
+        #: requests answered (counted from the first) before every later one is held; None: none
+        self.hold_after = hold_after
+        #: set by `release()` for the requests held until then; stopped: held ones are dropped
+        self._gate = threading.Event()
+        self._stopped = False
         self._httpd = _Reusable(("127.0.0.1", port), _handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -126,8 +136,16 @@ class FlakyServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        self._stopped = True
+        self._gate.set()  # held requests end, unanswered
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def release(self) -> None:
+        """Answer the requests held so far; later ones past `hold_after` are held again."""
+        with self._lock:
+            gate, self._gate = self._gate, threading.Event()
+        gate.set()
 
     def kill(self) -> None:
         """Stop as a killed process would: open keep-alive connections are dropped too."""
@@ -269,10 +287,19 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
             action = server.choose(key)
             entry = Logged(key, action, False, server.phase, time.monotonic())
             with server._lock:
+                limit = server.hold_after
+                held = server._gate if limit is not None and len(server.log) >= limit else None
                 server.log.append(entry)
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:
+                if held is not None:
+                    held.wait()
+                if held is not None and server._stopped:  # never answered
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._act(action, body, key, entry)
             except (BrokenPipeError, ConnectionResetError):
                 pass

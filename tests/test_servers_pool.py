@@ -3,6 +3,8 @@ or failing one sits out and comes back, a mix of models is refused."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import pytest
 
 from textcoder import Coder, UsageError
 from textcoder.backends import base_urls
+from textcoder.backends.base import CompletionParams, Message
 from textcoder.backends.openai import OpenAIBackend
-from textcoder.backends.pool import ServerPool
+from textcoder.backends.pool import EJECT_AFTER, EJECT_BASE, PROBE_EVERY, ServerPool
 
 from .conftest import EXAMPLES, textcoder
 from .flaky_server import FlakyServer
@@ -81,3 +84,71 @@ def test_base_urls_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("OPENAI_BASE_URL", "http://a/v1, http://b/v1")
     assert base_urls(None) == ["http://a/v1", "http://b/v1"]
     assert base_urls(["http://c/v1"]) == ["http://c/v1"]
+
+
+def _backend(url: str) -> OpenAIBackend:
+    return OpenAIBackend(model="m", base_url=url, api_key="k", timeout=5, max_retries=0)
+
+
+def test_an_ejected_server_is_probed_once_a_second_and_back_after_one_answer() -> None:
+    """The pool's recovery on a clock the test moves by hand, against real loopback servers:
+    five failures in a row eject a server for a time that doubles; while ejected it gets one
+    probe a second; an answered probe brings it back at once; its own Retry-After is its
+    cool-down; and no request fails while the other server answers."""
+    assert (EJECT_AFTER, EJECT_BASE, PROBE_EVERY) == (5, 1.0, 1.0)  # the times below
+    now = [0.0]
+    sent = itertools.count()
+    with (
+        FlakyServer(models=["m"]) as steady,
+        FlakyServer(default="503", retry_after=None, models=["m"]) as flaky,
+    ):
+        pool = ServerPool([_backend(flaky.url), _backend(steady.url)], clock=lambda: now[0])
+        down = pool.servers[0]
+
+        async def ask(count: int, at: float) -> int:
+            """`count` requests at once at time `at`, each answered; how many reached `flaky`."""
+            now[0] = at
+            before = len(flaky.requests())
+            messages: list[list[Message]] = [
+                [{"role": "user", "content": f"text {next(sent)}"}] for _ in range(count)
+            ]
+            params = CompletionParams()
+            answers = await asyncio.gather(*(pool.complete(m, params) for m in messages))
+            assert all(a.text for a in answers)
+            return len(flaky.requests()) - before
+
+        async def scenario() -> None:
+            for at in (0.0, 1.0):  # one at a time, each tried on `flaky` first, then `steady`
+                for _ in range(EJECT_AFTER):
+                    assert await ask(1, at) == 1
+            # ejected at 0 for 1 s, back in the rotation at 1 and ejected again, for 2 s
+            assert (down.ejected_total, down.down_until) == (2, 3.0)
+            assert await ask(8, 1.5) == 0  # ejected: neither asked nor probed
+            assert await ask(8, 2.0) == 1  # a second on: one probe, which fails: 4 s more
+            assert (down.ejected_total, down.down_until) == (3, 6.0)
+            assert await ask(8, 2.5) == 0
+            assert await ask(8, 3.0) == 1  # a second on, though ejected till 6
+            flaky.default = "ok"
+            assert await ask(8, 3.5) == 0
+            assert await ask(8, 4.0) == 1  # the probe is answered: back at once
+            assert down.down_until == 0.0
+            assert await ask(8, 4.0) == 4  # its share again (the less busy of two)
+            flaky.default, flaky.retry_after = "503", 4.0
+            assert await ask(1, 4.0) == 1  # one failure, with Retry-After: 4
+            assert (down.ejected_total, down.down_until) == (4, 8.0)
+            assert await ask(8, 7.0) == 0  # no probe during the server's own cool-down
+            flaky.default = "ok"
+            assert await ask(8, 8.0) == 4
+
+        async def run() -> None:
+            await pool.start()
+            try:
+                await scenario()
+            finally:
+                await pool.aclose()
+
+        asyncio.run(run())
+        asked = next(sent)
+        answered = steady.answers_by_key() + flaky.answers_by_key()
+    assert len(answered) == asked and set(answered.values()) == {1}  # each answered once
+    assert len(flaky.answers_by_key()) == 1 + 4 + 4
