@@ -118,6 +118,24 @@ def test_a_table_with_no_rows_gives_an_empty_output(tmp_path: Path) -> None:
     assert json.loads(out.with_name(out.name + ".manifest.json").read_text())["rows"] == 0
 
 
+@pytest.mark.parametrize("rows", ["", "1,\n2,   \n"], ids=["no rows", "only empty texts"])
+def test_nothing_to_calibrate_sends_no_content_free_request(tmp_path: Path, rows: str) -> None:
+    """Content-free inputs measure a bias to correct; with no row that has probabilities
+    there is nothing to correct, so they are not paid for."""
+    data = tmp_path / "d.csv"
+    data.write_text("id,text\n" + rows)
+    out = tmp_path / "d.coded.csv"
+    with FlakyServer() as server:
+        args = ["code", str(data), "-c", str(BOOK), "-o", str(out), "--base-url", server.url]
+        proc = textcoder(*args, "--api-key", "k", "--scoring", "logprobs", "--calibrate", "prior")
+        assert proc.returncode == 0, proc.stderr
+        assert not server.requests()
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == rows.count("\n") and "sentiment_p_positive" in table
+    manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+    assert manifest["requests"] == 0, manifest
+
+
 def test_a_text_that_is_not_valid_unicode_is_refused_before_sending(tmp_path: Path) -> None:
     """JSON can spell a lone surrogate (`"\\ud800"`), which UTF-8 cannot: sent, it would fail
     on the wire, and written, it would lose the paid-for output. One line names it."""

@@ -308,7 +308,7 @@ class Coder:
         if self.calibrate == "none":
             return coded
         content_free = None
-        if self.calibrate in cal.NEEDS_CONTENT_FREE:
+        if self.calibrate in cal.NEEDS_CONTENT_FREE and cal.has_probabilities(coded, self.codebook):
             runner = self._runner()
             found = run_sync(lambda: runner.run(list(cal.CONTENT_FREE_INPUTS), progress=False))
             self._calibration_stats = runner.stats

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         calibrate_table,
         gold_codes,
         gold_columns,
+        has_probabilities,
         prob_columns,
         uncalibrated,
     )
@@ -56,6 +57,7 @@ _LAZY = {
     "calibrate_table": ".table",
     "gold_codes": ".table",
     "gold_columns": ".table",
+    "has_probabilities": ".table",
     "prob_columns": ".table",
     "uncalibrated": ".table",
 }
@@ -81,6 +83,7 @@ __all__ = [
     "fold_ids",
     "gold_codes",
     "gold_columns",
+    "has_probabilities",
     "make_calibrator",
     "prob_columns",
     "uncalibrated",

@@ -119,11 +119,29 @@ def calibrate_table(
         gold_col = None if gold is None else gold.get(var.name)
         if method == "fit" and gold_col is None:
             raise UsageError(f"calibration 'fit' needs a column of human codes for {var.name!r}")
-        if method == "content-free" and cf is None:
+        if method == "content-free" and cf is None and _model_probs(out, var)[2].any():
             raise UsageError("calibration 'content-free' needs content-free distributions")
         y = gold_codes(out, gold_col, var) if gold_col is not None else None
         info["variables"][var.name] = _calibrate_variable(out, var, method, y, cf, folds, seed)
     return out, info
+
+
+def _model_probs(out: pd.DataFrame, var: Variable) -> tuple[list[str], Matrix, Any]:
+    """The columns of the model's own probabilities (`rawp` where a table was calibrated
+    before), their values, and which rows have probabilities (finite, some mass)."""
+    pcols, rawcols = prob_columns(var), prob_columns(var, "rawp")
+    missing = [c for c in pcols if c not in out.columns]
+    if missing:
+        raise DataError(f"the coded table lacks {', '.join(missing)}")
+    source = rawcols if all(c in out.columns for c in rawcols) else pcols
+    raw: Matrix = out[source].to_numpy(dtype=np.float64, na_value=np.nan)
+    return source, raw, np.isfinite(raw).all(axis=1) & (raw.sum(axis=1) > 0)
+
+
+def has_probabilities(coded: pd.DataFrame, codebook: Codebook) -> bool:
+    """Whether any row of a coded table has probabilities to calibrate: an empty table, or
+    one of empty texts only, has none, and content-free inputs are then not worth paying for."""
+    return any(bool(_model_probs(coded, v)[2].any()) for v in codebook.variables if not v.multi)
 
 
 def _usable(content_free: npt.ArrayLike | None, var: Variable) -> Matrix | None:
@@ -150,14 +168,8 @@ def _calibrate_variable(
     folds: int,
     seed: int,
 ) -> dict[str, Any]:
-    pcols, rawcols = prob_columns(var), prob_columns(var, "rawp")
-    missing = [c for c in pcols if c not in out.columns]
-    if missing:
-        raise DataError(f"the coded table lacks {', '.join(missing)}")
-    source = rawcols if all(c in out.columns for c in rawcols) else pcols
-    raw = out[source].to_numpy(dtype=np.float64, na_value=np.nan)
+    source, raw, valid = _model_probs(out, var)
     mass = raw.sum(axis=1)
-    valid = np.isfinite(raw).all(axis=1) & (mass > 0)
     if not valid.any() and method != "fit":  # an empty table, or only empty texts
         params: dict[str, Any] = {"calibrated_rows": 0, "note": "no row has probabilities"}
         _keep_raw(out, var, source, raw)
@@ -191,7 +203,7 @@ def _calibrate_variable(
     _keep_raw(out, var, source, raw)
     cal_probs = raw.copy()
     cal_probs[valid] = q * mass[valid, None]
-    for j, col in enumerate(pcols):
+    for j, col in enumerate(prob_columns(var)):
         out[col] = cal_probs[:, j]
     _follow(out, var, cal_probs, valid)
     return params
