@@ -10,7 +10,8 @@ the client's timeout. Every request is logged, so tests can check what was sent 
         server.answered("row 3")   # how many successful answers that text got
 
 `hold_after=K` answers the first K requests and holds every later one in flight until
-`release()`: a run cannot finish, and what it has sent and received is known exactly.
+`release()`: a run cannot finish, and what it has sent and received is known exactly. The
+action `hold` does the same for one planned attempt (held until `release()`, then `ok`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 #: actions: ok, 429, 500, 503, 400, drop (close without answering), slow (answer late),
-#: html (a 200 whose body is a proxy's HTML page), nochoices (a 200 completion with no choices)
-ACTIONS = ("ok", "429", "500", "503", "400", "drop", "slow", "html", "nochoices")
+#: html (a 200 whose body is a proxy's HTML page), nochoices (a 200 completion with no choices),
+#: hold (held in flight until `release()`, then answered as ok)
+ACTIONS = ("ok", "429", "500", "503", "400", "drop", "slow", "html", "nochoices", "hold")
 
 
 @dataclass
@@ -288,7 +290,8 @@ def _handler(server: FlakyServer) -> type[BaseHTTPRequestHandler]:
             entry = Logged(key, action, False, server.phase, time.monotonic())
             with server._lock:
                 limit = server.hold_after
-                held = server._gate if limit is not None and len(server.log) >= limit else None
+                past = limit is not None and len(server.log) >= limit
+                held = server._gate if past or action == "hold" else None
                 server.log.append(entry)
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)

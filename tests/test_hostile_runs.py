@@ -353,21 +353,54 @@ def test_the_batch_closing_line_does_not_ask_to_resend_refused_rows(tmp_path: Pa
 def test_a_stuck_row_holds_back_a_bounded_window_and_the_progress_line_says_so(
     tmp_path: Path,
 ) -> None:
+    """Row r001 gets three 429s, then the server holds its fourth try in flight until the test
+    releases it: the row stays stuck for as long as the test looks, so the window (no row taken
+    past it) and the progress line (printed every 5 s off a terminal, a stall included) are
+    checked while it waits, not raced. The 60 s deadline is a safety net."""
     data = tmp_path / "d.csv"
-    write_data(data, 300)
-    with FlakyServer({"<r001>": ["429"] * 3}, retry_after=2.5) as server:
-        proc = textcoder_env(
-            {"TEXTCODER_ROW_WINDOW": "20"}, "code", str(data), "-c", str(BOOK),
-            "--base-url", server.url, "--api-key", "sk-test", "--scoring", "logprobs",
-            "--concurrency", "4",
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        log = server.requests()
-    done = next(e.started for e in log if "<r001>" in e.key and e.answered)
-    before = [int(e.key.split("<r")[1][:3]) for e in log if e.started < done]
-    assert max(before) <= 20  # no row taken past the window while r001 was stuck
-    assert "1 stalled (waiting to retry)" in proc.stderr and "3 retries" in proc.stderr
-    assert "new rows wait for the oldest unfinished row" in proc.stderr
+    ids = write_data(data, 300)
+    window = 20
+    said = (
+        "1 stalled (waiting to retry)",
+        "3 retries",
+        "new rows wait for the oldest unfinished row",
+    )
+    err_path = tmp_path / "err.txt"
+
+    def rows_asked(server: FlakyServer) -> set[int]:
+        return {int(e.key.split("<r")[1][:3]) for e in server.requests()}
+
+    def said_so() -> bool:
+        lines = err_path.read_text().splitlines()
+        return any(all(s in line for s in said) for line in lines)
+
+    with FlakyServer({"<r001>": ["429"] * 3 + ["hold"]}, retry_after=0.2) as server:
+        with err_path.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "textcoder", "code", str(data), "-c", str(BOOK),
+                 "--id-column", "id", "--base-url", server.url, "--api-key", "sk-test",
+                 "--scoring", "logprobs", "--concurrency", "4", "--timeout", "300"],
+                stderr=err, env={**os.environ, "TEXTCODER_ROW_WINDOW": str(window)},
+            )  # fmt: skip
+        try:
+            # rows r000..r020 asked (r001 four times, its last try held) and the line said so
+            _poll(
+                lambda: len(server.requests()) >= window + 4 and said_so(),
+                "the window full and a progress line on the stall",
+                proc,
+            )
+            assert rows_asked(server) == set(range(window + 1))  # none past the window
+            assert server.answered("<r001>") == 0 and len(server.requests()) == window + 4
+            server.release()
+            assert proc.wait(timeout=60) == 0, err_path.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert rows_asked(server) == set(range(300))
+        assert set(server.answers_by_key().values()) == {1}  # every row answered once
+    out = pd.read_csv(tmp_path / "d.coded.csv", keep_default_na=False)
+    assert list(out["id"]) == ids and not any(out["sentiment_error"])
 
 
 # commits in groups -------------------------------------------------------------------------

@@ -160,44 +160,65 @@ def test_robustness_reuses_the_coded_run_and_a_rerun_sends_nothing(tmp_path: Pat
 
 def test_ctrl_c_keeps_answers_says_how_to_resume_and_progress_counts(tmp_path: Path) -> None:
     """SIGINT in the middle of a variant: exit 130 with a resume hint and no asyncio noise;
-    the same command again finishes, reusing what the first run stored."""
+    the same command again finishes, reusing what the first run stored. The server answers the
+    base variant and part of order-1, then holds every later request in flight, so the signal
+    lands mid-variant (the run cannot finish first); the held requests are released once the
+    run says it is finishing them, and their answers are kept too."""
     import os
     import signal
     import subprocess
     import sys
     import time
+    from collections.abc import Callable
 
     from .conftest import ROOT
     from .flaky_server import FlakyServer
 
+    n, concurrency, into = 40, 2, 10  # rows; requests at once; order-1 answers before the hold
     data = tmp_path / "posts.csv"
-    pd.DataFrame({"id": range(40), "text": [f"post number {i}" for i in range(40)]}).to_csv(
+    pd.DataFrame({"id": range(n), "text": [f"post number {i}" for i in range(n)]}).to_csv(
         data, index=False
     )
-    with FlakyServer(delay=0.05) as server:
+    answered = n + into
+    kept = answered + concurrency  # the requests in flight at the signal are answered too
+    err_path = tmp_path / "err.txt"
+    with FlakyServer(hold_after=answered) as server:
         args = [sys.executable, "-m", "textcoder", "robustness", str(data), "-c", str(BOOK)]
         args += ["--base-url", server.url, "--api-key", "k", "-m", "gpt-4o-mini"]
-        args += ["--scoring", "logprobs", "--variants", "order", "--orders", "2", "-n", "40"]
-        args += ["--id-column", "id", "--concurrency", "2"]
-        err_path = tmp_path / "err.txt"
+        args += ["--scoring", "logprobs", "--variants", "order", "--orders", "2", "-n", str(n)]
+        args += ["--id-column", "id", "--concurrency", str(concurrency)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with err_path.open("w") as err:
             proc = subprocess.Popen(
                 args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, env=env
             )
-        deadline = time.monotonic() + 120
-        while "variant 2 of 3: order-1" not in err_path.read_text():
-            assert proc.poll() is None, err_path.read_text()
-            assert time.monotonic() < deadline, err_path.read_text()
-            time.sleep(0.05)  # polling interval
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+
+        def wait_for(condition: Callable[[], bool]) -> None:  # 60 s: a safety deadline
+            deadline = time.monotonic() + 60
+            while not condition():
+                assert proc.poll() is None, err_path.read_text()
+                assert time.monotonic() < deadline, err_path.read_text()
+                time.sleep(0.02)
+
+        try:
+            wait_for(lambda: len(server.requests()) >= kept)  # every request at once held
+            assert "variant 2 of 3: order-1" in err_path.read_text()
+            os.kill(proc.pid, signal.SIGINT)
+            wait_for(lambda: "finishing the requests in flight" in err_path.read_text())
+            server.release()
+            assert proc.wait(timeout=60) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         first = err_path.read_text()
-        assert "variant 1 of 3: base" in first
+        assert "variant 1 of 3: base" in first and "variant 3 of 3" not in first
         assert "Run the same command again to resume" in first
         assert "Task was destroyed" not in first and "Traceback" not in first
+        assert len(server.requests()) == kept  # nothing asked after the signal
+        server.hold_after = None
         again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert len(server.requests()) == 3 * n  # the rerun asked only what the first lacked
     assert again.returncode == 0, again.stderr
     assert "variant 3 of 3: order-2" in again.stderr
-    reused = int(again.stderr.split(" answers from the store")[0].rsplit(" ", 1)[-1])
-    assert reused >= 40  # at least the base codes came from the first run
+    assert f"{3 * n - kept} requests sent, {kept} answers from the store" in again.stderr

@@ -4,6 +4,7 @@ server that fails by plan (tests/flaky_server.py) and the embedded model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -242,22 +243,31 @@ def _stored(store: Path) -> set[str]:
         return set()  # not created yet
 
 
-def _start_until(args: list[str], until: Callable[[], bool], what: str) -> subprocess.Popen[str]:
+def _start_until(
+    args: list[str], until: Callable[[], bool], what: str, err: Path | None = None
+) -> subprocess.Popen[str]:
     """Start `textcoder ARGS` and poll until `until()` holds while it runs; the 60 s deadline
-    is only a safety net (the stand-in server's state decides, not the clock)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "textcoder", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    is only a safety net (the stand-in server's state decides, not the clock). `err`: a file
+    that takes its stderr, to be read while it runs (else a pipe)."""
+    with open(err, "w") if err is not None else contextlib.nullcontext() as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "textcoder", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if f is None else f,
+            text=True,
+        )
+    _wait_until(proc, until, what)
+    return proc
+
+
+def _wait_until(proc: subprocess.Popen[str], until: Callable[[], bool], what: str) -> None:
+    """Poll until `until()` holds while `proc` runs; the 60 s deadline is a safety net."""
     deadline = time.monotonic() + 60
     while not until():
-        assert proc.poll() is None, proc.communicate()[1]
+        assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"not within 60 s: {what}"
         time.sleep(0.02)
-    return proc
 
 
 def _start_held(args: list[str], store: Path, server: FlakyServer) -> subprocess.Popen[str]:
@@ -277,7 +287,9 @@ def _start_held(args: list[str], store: Path, server: FlakyServer) -> subprocess
 def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: str) -> None:
     """A run stopped where the server decides (it answers the first requests, then holds every
     later one in flight), then run again: every row is coded and nothing stored is asked again.
-    A SIGKILL loses at most the requests in flight and one commit group; SIGINT loses none."""
+    A SIGKILL loses at most the requests in flight and one commit group; SIGINT loses none:
+    the held requests are released once the run has said it is finishing them, so it ends
+    with them (never waiting out its grace on requests taken after the signal)."""
     concurrency = 4
     # past two commit groups: a store that kept none, or stopped after one, loses too many
     answered = 2 * COMMIT_EVERY + 6 * concurrency
@@ -290,13 +302,20 @@ def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: 
         args += ["--scoring", "logprobs"]
         args += ["--concurrency", str(concurrency)]
         waiting = answered + concurrency  # then every worker waits on a held request
+        err_path = tmp_path / "err.txt"
         proc = _start_until(
-            ["code", *args], lambda: len(server.requests()) >= waiting, "requests held"
+            ["code", *args], lambda: len(server.requests()) >= waiting, "requests held", err_path
         )
         os.kill(proc.pid, getattr(signal, how))
-        if how == "SIGINT":
-            server.release()  # the requests in flight are answered (any later one is held)
-        _, err = proc.communicate(timeout=120)
+        if how == "SIGINT":  # handled: no row is taken after it; those in flight are answered
+            _wait_until(
+                proc,
+                lambda: "finishing the requests in flight" in err_path.read_text(),
+                "the signal handled",
+            )
+            server.release()
+        proc.communicate(timeout=60)  # a safety deadline
+        err = err_path.read_text()
         if how == "SIGINT":
             assert proc.returncode == 130, err
             assert "Run the same command again to resume" in err
@@ -309,6 +328,7 @@ def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: 
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         db.close()
         first = [e.key for e in server.requests(phase=1)]  # in the order they came
+        assert len(first) == waiting  # no row was taken after the signal
         server.hold_after = None
         server.phase = 2
         proc2 = subprocess.run(
