@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 
 from textcoder import Coder, UsageError
 from textcoder.backends import base_urls
-from textcoder.backends.base import CompletionParams, Message
+from textcoder.backends.base import Completion, CompletionParams, Message
 from textcoder.backends.openai import OpenAIBackend
 from textcoder.backends.pool import EJECT_AFTER, EJECT_BASE, PROBE_EVERY, ServerPool
 
@@ -152,3 +153,52 @@ def test_an_ejected_server_is_probed_once_a_second_and_back_after_one_answer() -
         answered = steady.answers_by_key() + flaky.answers_by_key()
     assert len(answered) == asked and set(answered.values()) == {1}  # each answered once
     assert len(flaky.answers_by_key()) == 1 + 4 + 4
+
+
+def test_a_request_waiting_for_a_slot_goes_back_to_a_server_that_answers_again() -> None:
+    """A request that failed on one server, while the other is at its concurrency, is sent
+    back to the first (once) as soon as that server has answered another request: it does
+    not sit waiting for the busy server's slot while the recovered one is idle."""
+    with (
+        FlakyServer(models=["m"], hold_after=0) as busy,
+        FlakyServer(default="503", retry_after=None, models=["m"]) as back,
+    ):
+        urls = (busy.url, back.url)
+        pool = ServerPool(
+            [OpenAIBackend(model="m", base_url=u, api_key="k", timeout=120) for u in urls]
+        )
+        pool.set_concurrency(1)
+        params = CompletionParams()
+
+        def ask(text: str) -> asyncio.Task[Completion]:
+            return asyncio.create_task(pool.complete([{"role": "user", "content": text}], params))
+
+        async def until(condition: Callable[[], bool], what: str) -> None:
+            end = asyncio.get_running_loop().time() + 60  # a safety deadline only
+            while not condition():
+                assert asyncio.get_running_loop().time() < end, what
+                await asyncio.sleep(0.01)
+
+        async def scenario() -> None:
+            held = ask("held")  # the busy server takes it and holds it
+            await until(lambda: len(busy.requests()) == 1, "the busy server got a request")
+            waiting = ask("waiting")  # the other server answers 503; the busy one is full
+            await until(lambda: len(back.requests()) == 1, "the failing server got a request")
+            back.default = "ok"  # it recovers, and answers the next request
+            assert (await ask("other")).text
+            got = await asyncio.wait_for(waiting, 60)  # a safety deadline only
+            assert got.text and not held.done()  # answered while the busy server still holds
+            busy.release()
+            assert (await held).text
+
+        async def run() -> None:
+            await pool.start()
+            try:
+                await scenario()
+            finally:
+                await pool.aclose()
+
+        asyncio.run(run())
+        keys = [e.key for e in back.requests()]
+    assert sorted(keys) == ["other", "waiting", "waiting"], keys
+    assert [e.key for e in busy.requests()] == ["held"]

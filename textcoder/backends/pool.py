@@ -8,7 +8,8 @@ base time that doubles with each ejection (to `EJECT_CAP`); a server's own `Retr
 cool-down. An ejected server is probed early, with one request at a time, every
 `PROBE_EVERY` seconds, and is back the moment a probe is answered. No request fails while a
 server it has not tried may still answer: it waits (on an event, not a polling loop) for a
-free slot or the next probe.
+free slot or the next probe, and a server it failed on that has answered another request
+since is open to it once more (a server that came back, while the others are full).
 
 The servers must serve the same model (checked with `GET /v1/models` at start); a server
 that does not answer then is down, not a mix: the run starts on the others.
@@ -55,6 +56,9 @@ class Server:
     in_flight: int = 0
     requests: int = 0
     failures: int = 0
+    #: requests it answered (a count, not a time: a request that failed here may come back
+    #: once the server has answered another since)
+    answered: int = 0
     seconds: float = 0.0
     #: failed attempts in a row, counted only for attempts started since `since`
     consecutive: int = 0
@@ -181,17 +185,20 @@ class ServerPool(Backend):
     async def _route(self, call: Callable[[OpenAIBackend], Awaitable[Any]]) -> Any:
         """`call` on a server (see the module); a passing failure goes to the next server at
         once; the last error (to be retried) only when every server has failed this request."""
-        tried: set[int] = set()
+        tried: dict[int, int] = {}  # server -> its answer count when this request failed there
+        again: set[int] = set()  # servers this request went back to (once each)
         while True:
             now = self.clock()
-            server = self._pick(tried, now)
+            server = self._pick(tried, again, now)
             if server is None:
                 waiting = [s for s in self.servers if id(s) not in tried]
                 if not waiting:
                     raise self._all_down()
                 await self._wait(waiting, now)
                 continue
-            tried.add(id(server))
+            if id(server) in tried:
+                again.add(id(server))
+            tried[id(server)] = server.answered
             probe = server.down_until > now
             server.probing = server.probing or probe
             server.in_flight += 1
@@ -203,6 +210,7 @@ class ServerPool(Backend):
                     self._settle(server, probe, now, ok=True)  # the request's fault
                     raise
                 self._last = exc
+                tried[id(server)] = server.answered
                 self._settle(server, probe, now, ok=False, retry_after=exc.retry_after)
                 continue
             except BaseException:
@@ -212,10 +220,16 @@ class ServerPool(Backend):
             self._settle(server, probe, now, ok=True)
             return answer
 
-    def _pick(self, tried: set[int], now: float) -> Server | None:
+    def _pick(self, tried: dict[int, int], again: set[int], now: float) -> Server | None:
         """An ejected server due a probe (one request), else the live server with a free slot
-        and the fewest requests in flight; None when there is none right now."""
-        fresh = [s for s in self.servers if id(s) not in tried]
+        and the fewest requests in flight; None when there is none right now. A server this
+        request failed on is open to it once more after answering another request since (it
+        came back while this request waited for a slot elsewhere)."""
+        fresh = [
+            s
+            for s in self.servers
+            if id(s) not in tried or (id(s) not in again and s.answered > tried[id(s)])
+        ]
         for s in fresh:
             if s.down_until > now and not s.probing and s.next_probe <= now:
                 return s
@@ -236,6 +250,7 @@ class ServerPool(Backend):
             server.probing = False
         now = self.clock()
         if ok:
+            server.answered += 1
             server.consecutive = 0
             if server.down_until > now or server.ejections:
                 server.down_until, server.ejections, server.since = 0.0, 0, now
