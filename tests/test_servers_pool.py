@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +87,19 @@ def test_base_urls_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert base_urls(["http://c/v1"]) == ["http://c/v1"]
 
 
+def _run_scenario(pool: ServerPool, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Start the pool, run `scenario` on the same event loop, then close the pool."""
+
+    async def run() -> None:
+        await pool.start()
+        try:
+            await scenario()
+        finally:
+            await pool.aclose()
+
+    asyncio.run(run())
+
+
 def _backend(url: str) -> OpenAIBackend:
     return OpenAIBackend(model="m", base_url=url, api_key="k", timeout=5, max_retries=0)
 
@@ -141,14 +154,7 @@ def test_an_ejected_server_is_probed_once_a_second_and_back_after_one_answer() -
             flaky.default = "ok"
             assert await ask(8, 8.0) == 4
 
-        async def run() -> None:
-            await pool.start()
-            try:
-                await scenario()
-            finally:
-                await pool.aclose()
-
-        asyncio.run(run())
+        _run_scenario(pool, scenario)
         asked = next(sent)
         answered = steady.answers_by_key() + flaky.answers_by_key()
     assert len(answered) == asked and set(answered.values()) == {1}  # each answered once
@@ -191,14 +197,7 @@ def test_a_request_waiting_for_a_slot_goes_back_to_a_server_that_answers_again()
             busy.release()
             assert (await held).text
 
-        async def run() -> None:
-            await pool.start()
-            try:
-                await scenario()
-            finally:
-                await pool.aclose()
-
-        asyncio.run(run())
+        _run_scenario(pool, scenario)
         keys = [e.key for e in back.requests()]
     assert sorted(keys) == ["other", "waiting", "waiting"], keys
     assert [e.key for e in busy.requests()] == ["held"]
