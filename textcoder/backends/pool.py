@@ -198,7 +198,6 @@ class ServerPool(Backend):
                 continue
             if id(server) in tried:
                 again.add(id(server))
-            tried[id(server)] = server.answered
             probe = server.down_until > now
             server.probing = server.probing or probe
             server.in_flight += 1
