@@ -32,7 +32,7 @@ from .scoring import JointScorer, RequestContext, Scorer
 from .scoring.joint import joint_request
 from .scoring.multi import YES_NO, multi_result
 from .scoring.result import VariableResult, with_fallback
-from .store import request_hash
+from .store import canonical_json, request_hash
 
 #: stands in for a row's text while a key's JSON is split around it
 _PLACEHOLDER = "textcoder-key-placeholder-6b1f0d"
@@ -61,7 +61,7 @@ class _Keys:
 
     def __init__(self, payload: Callable[[str], dict[str, Any]]) -> None:
         self.payload = payload
-        whole = _dumps(payload(_PLACEHOLDER))
+        whole = canonical_json(payload(_PLACEHOLDER))
         pieces = whole.split(_PLACEHOLDER.encode())
         self._head = hashlib.sha256(pieces[0])
         self._rest = pieces[1:]
@@ -77,11 +77,6 @@ class _Keys:
 
     def __call__(self, text: str) -> str:
         return self._key(text) if self._split else request_hash(self.payload(text))
-
-
-def _dumps(payload: dict[str, Any]) -> bytes:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", "surrogatepass")  # a lone surrogate hashes, not crashes
 
 
 class Planner:

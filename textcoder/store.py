@@ -44,10 +44,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def request_hash(payload: Mapping[str, Any]) -> str:
-    """sha256 of the request's stable JSON (sorted keys, no spaces)."""
+def canonical_json(payload: Mapping[str, Any]) -> bytes:
+    """The request's stable JSON (sorted keys, no spaces), the bytes its store key hashes;
+    a lone surrogate is kept as its bytes, so it hashes rather than crashes."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return text.encode("utf-8", "surrogatepass")
+
+
+def request_hash(payload: Mapping[str, Any]) -> str:
+    """sha256 of the request's `canonical_json`."""
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
 @dataclass(frozen=True)
