@@ -111,6 +111,10 @@ def _stored(ok: int, result: str, model: str | None, fp: str | None, pt: int, ct
     return Stored(result_from_json(result), bool(ok), model, fp, pt, ct)
 
 
+#: the columns `_stored` takes (ok ... completion_tokens), within an `_INSERT` row
+_ANSWER = slice(3, 9)
+
+
 #: answers are committed in groups: every COMMIT_EVERY answers or COMMIT_SECONDS after the
 #: first uncommitted one, whichever comes first (and at the end of every run). A SIGKILL loses
 #: at most the answers of that window, besides the requests in flight; one commit per answer
@@ -206,11 +210,16 @@ class Store:
             return False
         return self.db.execute("SELECT 1 FROM answers LIMIT 1").fetchone() is None
 
+    def _waiting(self, key: tuple[str, str]) -> Stored | None:
+        """An answer kept in memory until its group is written, or None."""
+        row = self._pending.get(key)
+        return None if row is None else _stored(*row[_ANSWER])
+
     def has_ok(self, key: str, row_id: str) -> bool:
         """Whether a successful answer is stored for this request and row."""
-        waiting = self._pending.get((key, row_id))
+        waiting = self._waiting((key, row_id))
         if waiting is not None:
-            return bool(waiting[3])
+            return waiting.ok
         row = self.db.execute(
             "SELECT ok FROM answers WHERE request_hash = ? AND row_id = ?", (key, row_id)
         ).fetchone()
@@ -218,9 +227,9 @@ class Store:
 
     def get(self, key: str, row_id: str) -> Stored | None:
         """The stored answer, or None (one lookup on the primary key)."""
-        waiting = self._pending.get((key, row_id))
+        waiting = self._waiting((key, row_id))
         if waiting is not None:
-            return _stored(*waiting[3:9])
+            return waiting
         row = self.db.execute(
             "SELECT ok, result, model, system_fingerprint, prompt_tokens, completion_tokens"
             " FROM answers WHERE request_hash = ? AND row_id = ?",
@@ -233,7 +242,7 @@ class Store:
     def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The stored answers for many (request hash, row id) pairs, in batches."""
         keys = list(keys)
-        found = {k: _stored(*self._pending[k][3:9]) for k in keys if k in self._pending}
+        found = {k: hit for k in keys if (hit := self._waiting(k)) is not None}
         keys = [k for k in keys if k not in found]
         step = 400
         for start in range(0, len(keys), step):
