@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,27 @@ from textcoder import Codebook
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    proc: subprocess.Popen[str] | None = None,
+    log: Path | None = None,
+    deadline_s: float = 60.0,
+) -> None:
+    """Poll `condition()` until it holds: a stand-in's or a process's state decides, and the
+    deadline is a safety net, never what a test asserts. With `proc`, the process ending
+    first fails the wait, with its stderr (or `log`, the file that takes it)."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            output = log.read_text() if log is not None else proc.communicate()[1]
+            raise AssertionError(f"{what}: the process exited {proc.returncode}: {output}")
+        if time.monotonic() > end:
+            shown = f": {log.read_text()}" if log is not None else ""
+            raise AssertionError(f"timed out waiting for {what} ({deadline_s:g} s){shown}")
+        time.sleep(0.02)
 
 
 def textcoder(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

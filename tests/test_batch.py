@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ from textcoder.estimate import estimate
 from textcoder.run.batch import BatchExecutor, PlannedRequest, PollPolicy
 
 from .batch_server import BatchServer
-from .conftest import EXAMPLES, ROOT, textcoder
+from .conftest import EXAMPLES, ROOT, textcoder, wait_for
 
 BOOK = EXAMPLES / "sentiment.yaml"
 
@@ -52,15 +51,6 @@ def code_args(server: BatchServer, data: Path, out: Path, *extra: str) -> list[s
 
 def read(out: Path) -> pd.DataFrame:
     return pd.read_csv(out, keep_default_na=False)
-
-
-def wait_for(condition: object, what: str, deadline_s: float = 60.0) -> None:
-    """Poll a condition with a deadline (the stand-in's state, not the clock, decides)."""
-    end = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_sigkill_while_in_progress_then_rerun_reattaches_and_pays_once(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from textcoder.scoring.result import VariableResult
 from textcoder.store import Store
 
 from .batch_server import BatchServer
-from .conftest import EXAMPLES, textcoder
+from .conftest import EXAMPLES, textcoder, wait_for
 from .flaky_server import FlakyServer
 from .test_batch import code_args as batch_args
 from .test_batch import table as batch_table
@@ -219,16 +218,6 @@ def test_a_batch_whose_rows_were_coded_online_never_sticks(tmp_path: Path) -> No
 # the pool ----------------------------------------------------------------------------------
 
 
-def _poll(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
-    """Poll until `condition()` holds while `proc` runs; the 60 s deadline is a safety net,
-    never what is tested."""
-    end = time.monotonic() + 60
-    while not condition():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < end, f"{what}: not within 60 s"
-        time.sleep(0.01)
-
-
 def test_a_server_killed_and_restarted_during_a_run_gets_requests_again(tmp_path: Path) -> None:
     """Two servers, one killed with requests in flight and restarted on its port mid-run: the
     run ends well with every row coded, and the server that came back answered some rows.
@@ -251,7 +240,7 @@ def test_a_server_killed_and_restarted_during_a_run_gets_requests_again(tmp_path
         )
         back = None
         try:
-            _poll(
+            wait_for(
                 lambda: min(len(steady.requests()), len(second.requests())) >= first + width,
                 "both servers full",
                 proc,
@@ -263,9 +252,9 @@ def test_a_server_killed_and_restarted_during_a_run_gets_requests_again(tmp_path
             done = len(steady.requests())
             steady.hold_after = done + 600
             steady.release()
-            _poll(lambda: len(steady.requests()) >= done + 300, "300 rows on `steady`", proc)
+            wait_for(lambda: len(steady.requests()) >= done + 300, "300 rows on `steady`", proc)
             back = restarted = FlakyServer(delay=0.05, models=["m"], port=port).start()
-            _poll(lambda: bool(restarted.answers_by_key()), "the server back answers", proc)
+            wait_for(lambda: bool(restarted.answers_by_key()), "the server back answers", proc)
             steady.hold_after = None
             steady.release()
             _, err = proc.communicate(timeout=300)
@@ -384,7 +373,7 @@ def test_a_stuck_row_holds_back_a_bounded_window_and_the_progress_line_says_so(
             )  # fmt: skip
         try:
             # rows r000..r020 asked (r001 four times, its last try held) and the line said so
-            _poll(
+            wait_for(
                 lambda: len(server.requests()) >= window + 4 and said_so(),
                 "the window full and a progress line on the stall",
                 proc,

@@ -16,7 +16,7 @@ from textcoder import Codebook
 from textcoder.robustness import make_variants, measure
 from textcoder.robustness.measure import column
 
-from .conftest import EXAMPLES, textcoder
+from .conftest import EXAMPLES, textcoder, wait_for
 
 BOOK = EXAMPLES / "vader_sentiment.yaml"
 
@@ -168,8 +168,6 @@ def test_ctrl_c_keeps_answers_says_how_to_resume_and_progress_counts(tmp_path: P
     import signal
     import subprocess
     import sys
-    import time
-    from collections.abc import Callable
 
     from .conftest import ROOT
     from .flaky_server import FlakyServer
@@ -193,18 +191,15 @@ def test_ctrl_c_keeps_answers_says_how_to_resume_and_progress_counts(tmp_path: P
                 args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, env=env
             )
 
-        def wait_for(condition: Callable[[], bool]) -> None:  # 60 s: a safety deadline
-            deadline = time.monotonic() + 60
-            while not condition():
-                assert proc.poll() is None, err_path.read_text()
-                assert time.monotonic() < deadline, err_path.read_text()
-                time.sleep(0.02)
-
         try:
-            wait_for(lambda: len(server.requests()) >= kept)  # every request at once held
+            held = "every request at once held"
+            wait_for(lambda: len(server.requests()) >= kept, held, proc, err_path)
             assert "variant 2 of 3: order-1" in err_path.read_text()
             os.kill(proc.pid, signal.SIGINT)
-            wait_for(lambda: "finishing the requests in flight" in err_path.read_text())
+            finishing = "finishing the requests in flight"
+            wait_for(
+                lambda: finishing in err_path.read_text(), "the signal handled", proc, err_path
+            )
             server.release()
             assert proc.wait(timeout=60) == 130
         finally:

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +26,7 @@ from textcoder.runner import Runner
 from textcoder.store import COMMIT_EVERY, Store
 from textcoder.tables import TableWriter, iter_table
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, ROOT, wait_for
 from .flaky_server import FlakyServer
 
 BOOK = EXAMPLES / "sentiment.yaml"
@@ -257,17 +256,8 @@ def _start_until(
             stderr=subprocess.PIPE if f is None else f,
             text=True,
         )
-    _wait_until(proc, until, what)
+    wait_for(until, what, proc, err)
     return proc
-
-
-def _wait_until(proc: subprocess.Popen[str], until: Callable[[], bool], what: str) -> None:
-    """Poll until `until()` holds while `proc` runs; the 60 s deadline is a safety net."""
-    deadline = time.monotonic() + 60
-    while not until():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"not within 60 s: {what}"
-        time.sleep(0.02)
 
 
 def _start_held(args: list[str], store: Path, server: FlakyServer) -> subprocess.Popen[str]:
@@ -308,10 +298,11 @@ def test_killed_run_completes_on_rerun_with_every_row_once(tmp_path: Path, how: 
         )
         os.kill(proc.pid, getattr(signal, how))
         if how == "SIGINT":  # handled: no row is taken after it; those in flight are answered
-            _wait_until(
-                proc,
+            wait_for(
                 lambda: "finishing the requests in flight" in err_path.read_text(),
                 "the signal handled",
+                proc,
+                err_path,
             )
             server.release()
         proc.communicate(timeout=60)  # a safety deadline
