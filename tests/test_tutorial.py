@@ -13,14 +13,14 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
-from .conftest import ROOT
+from .conftest import ROOT, wait_for
 from .servers import free_port
+from .test_annotate import CoderClient, item_at
 
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
@@ -46,16 +46,15 @@ def workspace(folder: Path) -> dict[str, str]:
 
 
 def wait_healthy(proc: subprocess.Popen[str], base: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the annotation server exited:\n{log.read_text()}"
+    """Until the annotation server answers /health (its log shown if it exits first)."""
+
+    def healthy() -> bool:
         try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                return
+            return httpx.get(f"{base}/health", timeout=1.0).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling interval, not a wait for readiness
-    raise AssertionError(f"the annotation server did not come up:\n{log.read_text()}")
+            return False
+
+    wait_for(healthy, "the annotation server to come up", proc, log, deadline_s=120)
 
 
 def code_as_humans(base: str, printed: str, sample: Path) -> None:
@@ -65,19 +64,13 @@ def code_as_humans(base: str, printed: str, sample: Path) -> None:
     tokens = dict(re.findall(r"^  (\w+) \(\d+ texts\): \S+\?token=(\S+)$", printed, re.M))
     assert set(tokens) == {"alice", "bob"}, printed
     for who, token in tokens.items():
-        with httpx.Client(base_url=base, cookies={"textcoder_token": token}) as c:
+        with CoderClient(who, base_url=base, cookies={"textcoder_token": token}) as c:
             for pos in range(1, len(gold) + 1):
-                page = c.get(f"/coder/{who}/{pos}")
-                assert page.status_code == 200, page.text
-                found = re.search(r'name="item" value="([^"]*)"', page.text)
-                assert found is not None
-                item = found.group(1)
+                item = item_at(c, who, pos)
                 code = gold[item]
                 if who == "bob" and pos % 5 == 0:
                     code = labels[(labels.index(code) + 1) % 3]
-                csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
-                assert csrf is not None  # the page's form token, as the browser sends it
-                data = {"item": item, "v:sentiment": code, "action": "next", "csrf": csrf.group(1)}
+                data = {"item": item, "v:sentiment": code, "action": "next"}  # + the form token
                 assert c.post(f"/coder/{who}/{pos}", data=data).status_code == 303
 
 
